@@ -1,0 +1,95 @@
+defmodule Snex.Bench do
+  @moduledoc false
+  # Shared helpers of the benchmarks: timing, statistics and the raw-pipe floor.
+
+  @doc "Runs `fun` `n` times and returns the sorted durations in microseconds."
+  def sample(n, fun) do
+    for _ <- 1..n do
+      t0 = System.monotonic_time(:nanosecond)
+      fun.()
+      (System.monotonic_time(:nanosecond) - t0) / 1000
+    end
+    |> Enum.sort()
+  end
+
+  def median(sorted), do: percentile(sorted, 50)
+
+  def percentile(sorted, p) do
+    idx = min(length(sorted) - 1, trunc(length(sorted) * p / 100))
+    Enum.at(sorted, idx)
+  end
+
+  @doc "Calls per second of `fun` run by `concurrency` processes for `seconds`."
+  def throughput(concurrency, seconds, fun) do
+    deadline = System.monotonic_time(:millisecond) + seconds * 1000
+    parent = self()
+
+    pids =
+      for _ <- 1..concurrency do
+        spawn_link(fn -> send(parent, {:count, loop(fun, deadline, 0)}) end)
+      end
+
+    total = Enum.sum(for _ <- pids, do: receive(do: ({:count, n} -> n)))
+    total / seconds
+  end
+
+  defp loop(fun, deadline, n) do
+    if System.monotonic_time(:millisecond) >= deadline do
+      n
+    else
+      fun.()
+      loop(fun, deadline, n + 1)
+    end
+  end
+
+  @pong """
+  import os, sys
+  r, w = sys.stdin.buffer.raw, sys.stdout.buffer.raw
+  while True:
+      head = r.read(4)
+      if len(head) < 4:
+          break
+      n = int.from_bytes(head, "big")
+      body = b""
+      while len(body) < n:
+          chunk = r.read(n - len(body))
+          if not chunk:
+              sys.exit(0)
+          body += chunk
+      w.write(head + body)
+  """
+
+  @doc "A minimal Python echo loop behind a port (4-byte length packets): the latency floor."
+  def open_raw_pipe do
+    Port.open({:spawn_executable, System.find_executable("python3")}, [
+      :binary,
+      {:packet, 4},
+      args: ["-u", "-c", @pong]
+    ])
+  end
+
+  def raw_roundtrip(port, payload) do
+    send(port, {self(), {:command, payload}})
+
+    receive do
+      {^port, {:data, data}} -> data
+    end
+  end
+
+  def fmt(us) when is_float(us), do: :erlang.float_to_binary(us, decimals: 1)
+  def fmt(n), do: to_string(n)
+
+  def table(rows) do
+    widths =
+      rows
+      |> Enum.zip_with(& &1)
+      |> Enum.map(fn col -> col |> Enum.map(&String.length(to_string(&1))) |> Enum.max() end)
+
+    for row <- rows do
+      row
+      |> Enum.zip(widths)
+      |> Enum.map_join("  ", fn {cell, w} -> String.pad_trailing(to_string(cell), w) end)
+      |> IO.puts()
+    end
+  end
+end

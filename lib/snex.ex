@@ -1,0 +1,227 @@
+defmodule Snex do
+  @moduledoc """
+  Run Python code from Elixir, in Python interpreters that live in separate OS processes.
+
+      {:ok, interpreter} = Snex.Interpreter.start_link()
+      {:ok, env} = Snex.make_env(interpreter, %{"x" => 20})
+      {:ok, 42} = Snex.pyeval(env, "return x * 2 + 2")
+
+  See `Snex.Interpreter` for starting interpreters, `Snex.Env` for environments, and
+  `Snex.Serde` for how values cross between Elixir and Python.
+  """
+
+  alias Snex.{Env, Error, Request}
+  alias Snex.Serde.EncodingOpts
+
+  @type interpreter :: GenServer.server()
+  @type vars :: %{optional(String.t()) => term()}
+  @type code :: String.t() | Snex.Code.t() | nil
+  @type from_spec ::
+          Env.t() | {Env.t(), only: [String.t()]} | {Env.t(), except: [String.t()]}
+
+  @default_timeout 5_000
+
+  @doc """
+  Makes a new environment in `interpreter`: a shallow copy of its root environment (what the
+  init script left), then the variables of the `:from` environments, then `vars`.
+
+  Forms: `make_env(interpreter)`, `make_env(interpreter, vars)`, `make_env(interpreter, opts)`,
+  `make_env(interpreter, vars, opts)`, and `make_env(opts)` / `make_env(vars, opts)` with the
+  interpreter taken from `:from`.
+
+  Options:
+    * `:from` - `env`, `{env, only: names}`, `{env, except: names}`, or a list of those; copied
+      in order, later ones overriding earlier ones. All must live in the same interpreter.
+    * `:encoding_opts` - for `vars` (see `Snex.Serde`).
+    * `:timeout` - default `:infinity`.
+  """
+  @spec make_env(interpreter() | keyword() | vars(), vars() | keyword(), keyword()) ::
+          {:ok, Env.t()} | {:error, Error.t()}
+  def make_env(interpreter_or_opts, vars_or_opts \\ %{}, opts \\ [])
+
+  def make_env(opts, [], []) when is_list(opts), do: make_env_from(%{}, opts)
+  def make_env(vars, opts, []) when is_map(vars) and not is_struct(vars) and is_list(opts),
+    do: make_env_from(vars, opts)
+
+  def make_env(interpreter, opts, []) when is_list(opts), do: make_env(interpreter, %{}, opts)
+
+  def make_env(interpreter, vars, opts) when is_map(vars) and is_list(opts) do
+    check_vars!(vars)
+    {pid, res} = resolve_interpreter!(interpreter)
+    sources = from_sources!(Keyword.get(opts, :from, []), pid)
+    encoding = encoding_opts(opts)
+    timeout = Keyword.get(opts, :timeout, :infinity)
+
+    if res == nil do
+      gone()
+    else
+      Request.run(
+        pid,
+        res,
+        fn tag, mode ->
+          fun = if mode == :dirty, do: :make_env_dirty, else: :make_env
+
+          case apply(Snex.Native, fun, [res, tag, sources, vars, encoding]) do
+            {:ok, id, ref} -> {:ok, id, %Env{ref: ref, interpreter: pid}}
+            other -> other
+          end
+        end,
+        timeout
+      )
+    end
+  end
+
+  defp make_env_from(vars, opts) do
+    case List.wrap(Keyword.get(opts, :from)) do
+      [first | _] -> make_env(Env.interpreter(source_env(first)), vars, opts)
+      [] -> raise ArgumentError, "make_env/1,2 without an interpreter needs the :from option"
+    end
+  end
+
+  @doc """
+  Frees `env` in Python now. Idempotent; later use of `env` gives
+  `{:error, %Snex.Error{code: :env_not_found}}`.
+  """
+  @spec destroy_env(Env.t()) :: :ok
+  def destroy_env(%Env{ref: ref}), do: Snex.Native.destroy_env(ref)
+
+  @doc """
+  Runs Python `code` in `env` (or in a throw-away copy of the root environment of an
+  interpreter) and returns what it `return`s (`nil` without `return`).
+
+  `vars` are set in the environment before the code runs, and stay there. The code may use
+  `await` and `return` at the top level.
+
+  Every shorter form works: `pyeval(x)`, `pyeval(x, code)`, `pyeval(x, code, vars)`,
+  `pyeval(x, code, opts)`, `pyeval(x, vars)`, `pyeval(x, vars, opts)`, `pyeval(x, opts)`.
+
+  Options:
+    * `:timeout` - milliseconds or `:infinity` (default 5 000). On timeout the Python task is
+      cancelled (`asyncio.CancelledError` at its next `await`).
+    * `:encoding_opts` - for `vars` (see `Snex.Serde`).
+  """
+  @spec pyeval(Env.t() | interpreter(), code() | vars() | keyword(), vars() | keyword(), keyword()) ::
+          {:ok, term()} | {:error, Error.t()}
+  def pyeval(target, code \\ nil, vars \\ %{}, opts \\ [])
+
+  def pyeval(target, opts, %{} = vars, []) when is_list(opts) and map_size(vars) == 0,
+    do: pyeval(target, nil, %{}, opts)
+
+  def pyeval(target, vars, opts, []) when is_map(vars) and not is_struct(vars) and is_list(opts),
+    do: pyeval(target, nil, vars, opts)
+
+  def pyeval(target, code, opts, []) when is_list(opts), do: pyeval(target, code, %{}, opts)
+
+  def pyeval(target, code, vars, opts) when is_map(vars) and is_list(opts) do
+    check_vars!(vars)
+    {src, file, line} = code_parts!(code)
+    timeout = Keyword.get(opts, :timeout, @default_timeout)
+    {pid, nif_target, env_id} = resolve_target!(target)
+    encoding = encoding_opts(opts)
+
+    if nif_target == nil do
+      gone()
+    else
+      Request.run(
+        pid,
+        nif_target,
+        fn tag, mode ->
+          fun = if mode == :dirty, do: :eval_dirty, else: :eval
+          apply(Snex.Native, fun, [nif_target, env_id, tag, src, file, line, vars, encoding])
+        end,
+        timeout
+      )
+    end
+  end
+
+  def pyeval(_target, code, vars, opts),
+    do:
+      raise(
+        ArgumentError,
+        "bad arguments to Snex.pyeval: code=#{inspect(code)}, vars=#{inspect(vars)}, opts=#{inspect(opts)}"
+      )
+
+  ## Helpers
+
+  defp code_parts!(nil), do: {nil, "<Snex.Code>", 0}
+  defp code_parts!(src) when is_binary(src), do: {src, "<Snex.Code>", 0}
+
+  defp code_parts!(%Snex.Code{src: src, file: file, line: line}),
+    do: {IO.iodata_to_binary(src), to_string(file), line}
+
+  defp code_parts!(other),
+    do: raise(ArgumentError, "code must be a string, a Snex.Code or nil, got: #{inspect(other)}")
+
+  defp check_vars!(vars) do
+    Enum.each(vars, fn
+      {key, _} when is_binary(key) -> :ok
+      {key, _} -> raise ArgumentError, "variable names must be strings, got: #{inspect(key)}"
+    end)
+  end
+
+  # {monitored pid, NIF target (also used to cancel), env id for an interpreter target}
+  defp resolve_target!(%Env{ref: ref, interpreter: pid}), do: {pid, ref, 0}
+
+  defp resolve_target!(interpreter) do
+    {pid, res} = resolve_interpreter!(interpreter)
+    {pid, res, -1}
+  end
+
+  defp gone, do: {:error, Error.new(:call_failed, :noproc)}
+
+  defp resolve_interpreter!(interpreter) do
+    case GenServer.whereis(interpreter) do
+      pid when is_pid(pid) and node(pid) == node() ->
+        {pid, Snex.Interpreter.resource(pid)}
+
+      nil ->
+        raise ArgumentError, "no interpreter found for #{inspect(interpreter)}"
+
+      other ->
+        raise ArgumentError, "interpreter #{inspect(other)} is not on this node"
+    end
+  end
+
+  defp source_env(%Env{} = env), do: env
+  defp source_env({%Env{} = env, _}), do: env
+  defp source_env(other), do: raise(ArgumentError, "invalid :from entry: #{inspect(other)}")
+
+  defp from_sources!(from, pid) do
+    from
+    |> List.wrap()
+    |> Enum.map(fn spec ->
+      env = source_env(spec)
+
+      if env.interpreter != pid do
+        raise ArgumentError, "make_env :from environments must live in the same interpreter"
+      end
+
+      case spec do
+        %Env{ref: ref} -> {ref, 0, []}
+        {%Env{ref: ref}, opts} -> source_mode!(ref, opts)
+      end
+    end)
+  end
+
+  defp source_mode!(ref, opts) do
+    case {Keyword.fetch(opts, :only), Keyword.fetch(opts, :except)} do
+      {{:ok, _}, {:ok, _}} -> raise ArgumentError, ":only and :except cannot be used together"
+      {{:ok, names}, :error} -> {ref, 1, names!(names)}
+      {:error, {:ok, names}} -> {ref, 2, names!(names)}
+      _ -> raise ArgumentError, "invalid :from options: #{inspect(opts)}"
+    end
+  end
+
+  defp names!(names) do
+    if is_list(names) and Enum.all?(names, &is_binary/1),
+      do: names,
+      else: raise(ArgumentError, "variable names must be a list of strings: #{inspect(names)}")
+  end
+
+  defp encoding_opts(opts) do
+    opts
+    |> Keyword.get(:encoding_opts, [])
+    |> EncodingOpts.validate!()
+    |> EncodingOpts.pack()
+  end
+end

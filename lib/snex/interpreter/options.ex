@@ -1,0 +1,213 @@
+defmodule Snex.Interpreter.Options do
+  @moduledoc false
+  # Validation of `Snex.Interpreter.start_link/1` options and the command line / environment
+  # of the Python process built from them.
+
+  @snex_keys [
+    :python,
+    :wrap_exec,
+    :cd,
+    :environment,
+    :init_script,
+    :init_script_timeout,
+    :sync_start?,
+    :label,
+    :encoding_opts,
+    :port_opts,
+    :eager_polyfill?
+  ]
+  @gen_server_keys [:name, :timeout, :debug, :spawn_opt, :hibernate_after]
+
+  @default_busy_limits_port {4_194_304, 8_388_608}
+
+  defstruct python: nil,
+            wrap_exec: nil,
+            cd: nil,
+            environment: %{},
+            init_script: nil,
+            init_script_timeout: 60_000,
+            sync_start?: true,
+            label: nil,
+            encoding_opts: [],
+            port_opts: [],
+            eager_polyfill?: true
+
+  @type t :: %__MODULE__{}
+
+  @doc "Splits options into Snex's (validated) and GenServer's; raises on unknown keys."
+  @spec split!(keyword()) :: {t(), keyword()}
+  def split!(opts) when is_list(opts) do
+    {snex, rest} = Keyword.split(opts, @snex_keys)
+    {gen_server, unknown} = Keyword.split(rest, @gen_server_keys)
+
+    if unknown != [] do
+      raise ArgumentError,
+            "unknown options for Snex.Interpreter: #{inspect(Keyword.keys(unknown))}; " <>
+              "known: #{inspect(@snex_keys ++ @gen_server_keys)}"
+    end
+
+    {struct!(__MODULE__, snex) |> validate!(), gen_server}
+  end
+
+  def split!(other),
+    do: raise(ArgumentError, "Snex.Interpreter options must be a keyword list: #{inspect(other)}")
+
+  defp validate!(%__MODULE__{} = o) do
+    check!(o.python == nil or is_binary(o.python), :python, "a string")
+    check!(o.cd == nil or is_binary(o.cd), :cd, "a string")
+
+    check!(
+      is_map(o.environment) and
+        Enum.all?(o.environment, fn {k, v} -> is_binary(k) and is_binary(v) end),
+      :environment,
+      "a map of string keys to string values"
+    )
+
+    check!(
+      o.init_script_timeout == :infinity or
+        (is_integer(o.init_script_timeout) and o.init_script_timeout >= 0),
+      :init_script_timeout,
+      "a non-negative integer or :infinity"
+    )
+
+    check!(is_boolean(o.sync_start?), :sync_start?, "a boolean")
+    check!(is_boolean(o.eager_polyfill?), :eager_polyfill?, "a boolean")
+    check!(valid_init_script?(o.init_script), :init_script, "code or {code, %{name => value}}")
+    check!(valid_wrap_exec?(o.wrap_exec), :wrap_exec, "{module, function, args} or a 2-arity fun")
+    Snex.Serde.EncodingOpts.validate!(o.encoding_opts)
+    validate_port_opts!(o.port_opts)
+    o
+  end
+
+  defp valid_init_script?(nil), do: true
+  defp valid_init_script?(%Snex.Code{}), do: true
+  defp valid_init_script?(code) when is_binary(code), do: true
+
+  defp valid_init_script?({code, vars}) when is_map(vars),
+    do: valid_init_script?(code) and Enum.all?(Map.keys(vars), &is_binary/1)
+
+  defp valid_init_script?(_), do: false
+
+  defp valid_wrap_exec?(nil), do: true
+  defp valid_wrap_exec?({m, f, a}) when is_atom(m) and is_atom(f) and is_list(a), do: true
+  defp valid_wrap_exec?(fun) when is_function(fun, 2), do: true
+  defp valid_wrap_exec?(_), do: false
+
+  defp validate_port_opts!(opts) when is_list(opts) do
+    Enum.each(opts, fn
+      :use_stdio -> :ok
+      {:parallelism, b} when is_boolean(b) -> :ok
+      {key, limits} when key in [:busy_limits_port, :busy_limits_msgq] -> check_limits!(key, limits)
+      other -> raise ArgumentError, "invalid port option: #{inspect(other)}"
+    end)
+  end
+
+  defp validate_port_opts!(other),
+    do: raise(ArgumentError, "port_opts must be a list, got: #{inspect(other)}")
+
+  defp check_limits!(_key, :disabled), do: :ok
+
+  defp check_limits!(_key, {low, high})
+       when is_integer(low) and is_integer(high) and low >= 0 and high >= low,
+       do: :ok
+
+  defp check_limits!(key, other),
+    do: raise(ArgumentError, "invalid #{key}: #{inspect(other)}; expected {low, high} or :disabled")
+
+  defp check!(true, _key, _expected), do: :ok
+
+  defp check!(false, key, expected),
+    do: raise(ArgumentError, "option #{inspect(key)} must be #{expected}")
+
+  @doc "The busy limits of the queue towards Python, or nil when disabled."
+  @spec busy_limits(t()) :: {non_neg_integer(), non_neg_integer()} | nil
+  def busy_limits(%__MODULE__{port_opts: port_opts}) do
+    case Keyword.get(Enum.filter(port_opts, &is_tuple/1), :busy_limits_port, @default_busy_limits_port) do
+      :disabled -> nil
+      limits -> limits
+    end
+  end
+
+  @doc "Whether Python's stdin/stdout carry the protocol."
+  @spec use_stdio?(t()) :: boolean()
+  def use_stdio?(%__MODULE__{port_opts: port_opts}), do: :use_stdio in port_opts
+
+  @doc "The `Snex.Native.start/1` spec: program, args, environment, cd."
+  @spec start_spec(t()) :: {:ok, map()} | {:error, Snex.Error.t()}
+  def start_spec(%__MODULE__{} = o) do
+    with {:ok, python} <- python(o) do
+      {program, args} = wrap(o.wrap_exec, python, ["-m", "snex"])
+
+      {:ok,
+       %{
+         program: program,
+         args: args,
+         env: Map.to_list(environment(o)),
+         cd: o.cd,
+         use_stdio: use_stdio?(o),
+         busy_limits: busy_limits(o),
+         encoding_opts: Snex.Serde.EncodingOpts.pack(o.encoding_opts)
+       }}
+    end
+  end
+
+  defp python(%__MODULE__{python: nil, wrap_exec: nil}) do
+    case System.find_executable("python3") || System.find_executable("python") do
+      nil -> {:error, Snex.Error.new(:internal_error, "no python3 or python found on PATH")}
+      path -> {:ok, path}
+    end
+  end
+
+  defp python(%__MODULE__{python: nil}), do: {:ok, "python3"}
+
+  defp python(%__MODULE__{python: python, wrap_exec: wrap}) do
+    cond do
+      wrap != nil or String.contains?(python, "/") ->
+        {:ok, python}
+
+      path = System.find_executable(python) ->
+        {:ok, path}
+
+      true ->
+        {:error, Snex.Error.new(:internal_error, "python executable #{inspect(python)} not found")}
+    end
+  end
+
+  defp wrap(nil, python, args), do: {python, args}
+  defp wrap({m, f, a}, python, args), do: checked_wrap(apply(m, f, a ++ [python, args]))
+  defp wrap(fun, python, args), do: checked_wrap(fun.(python, args))
+
+  defp checked_wrap({exec, args} = result) when is_binary(exec) and is_list(args) do
+    if String.contains?(exec, "/") do
+      result
+    else
+      {System.find_executable(exec) || exec, args}
+    end
+  end
+
+  defp checked_wrap(other),
+    do: raise(ArgumentError, "wrap_exec must return {executable, args}, got: #{inspect(other)}")
+
+  @doc "Environment variables for Python: the user's, with our package on PYTHONPATH."
+  @spec environment(t()) :: %{String.t() => String.t()}
+  def environment(%__MODULE__{} = o) do
+    snex_path = Application.app_dir(:snex, "priv/python")
+
+    python_path =
+      [snex_path, o.environment["PYTHONPATH"] || System.get_env("PYTHONPATH")]
+      |> Enum.reject(&(&1 in [nil, ""]))
+      |> Enum.join(":")
+
+    defaults = %{"PYTHONUNBUFFERED" => "1"}
+
+    extra =
+      %{"PYTHONPATH" => python_path}
+      |> maybe_put(use_stdio?(o), "SNEX_USE_STDIO", "1")
+      |> maybe_put(not o.eager_polyfill?, "SNEX_EAGER", "0")
+
+    defaults |> Map.merge(o.environment) |> Map.merge(extra)
+  end
+
+  defp maybe_put(map, true, key, value), do: Map.put(map, key, value)
+  defp maybe_put(map, false, _key, _value), do: map
+end

@@ -1,0 +1,258 @@
+//! Framing of the pipes between Elixir and Python (see `docs/protocol.md`).
+//!
+//! A frame is a 13-byte header followed by a body:
+//!
+//! ```text
+//! +----------------+---------+----------------+----------------------+
+//! | length: u32 BE | kind: u8| id: u64 BE     | body: length-9 bytes |
+//! +----------------+---------+----------------+----------------------+
+//! ```
+//!
+//! `length` counts everything after itself, so it is at least 9. This module only deals with
+//! the envelope: which kinds are valid in which direction is the caller's business.
+
+use std::fmt;
+use std::io::{self, BufReader, Read, Write};
+
+/// Bytes in a frame header: length (4), kind (1), id (8).
+pub const HEADER_LEN: usize = 13;
+
+/// Bytes counted by the length field that are not body: kind (1) and id (8).
+const LENGTH_OVERHEAD: usize = 9;
+
+/// The largest body a frame can carry: the length field is a `u32` and includes kind and id.
+pub const MAX_BODY_LEN: usize = u32::MAX as usize - LENGTH_OVERHEAD;
+
+/// Size of the reader's internal buffer; small frames are served from it without syscalls.
+const READ_BUFFER: usize = 64 * 1024;
+
+/// Most body bytes requested from the stream at a time, so that a header claiming a huge
+/// length cannot make the reader allocate more than about what actually arrived.
+const READ_CHUNK: usize = 1024 * 1024;
+
+/// Frame kinds. Kinds below 128 go from Elixir to Python, the others from Python to Elixir.
+pub mod kind {
+    /// Elixir → Python: run code in an environment. Body: `(env_id, code, file, line, vars)`.
+    pub const EVAL: u8 = 1;
+    /// Elixir → Python: create an environment. Body: `(env_id, sources, vars)`.
+    pub const MAKE_ENV: u8 = 2;
+    /// Elixir → Python: drop the environment whose id is the frame id. Empty body, no reply.
+    pub const DESTROY_ENV: u8 = 3;
+    /// Elixir → Python: cancel the request whose id is the frame id. Empty body, no reply.
+    pub const CANCEL: u8 = 4;
+    /// Elixir → Python: the answer to Python's `CALL` of the same id. Body: `(ok, value)`.
+    pub const CALL_RESULT: u8 = 5;
+    /// Python → Elixir: successful reply to a request. Body: the value.
+    pub const REPLY_OK: u8 = 128;
+    /// Python → Elixir: failed request. Body: `(code, reason, traceback)`.
+    pub const REPLY_ERROR: u8 = 129;
+    /// Python → Elixir: call an Elixir function and wait for `CALL_RESULT`.
+    pub const CALL: u8 = 130;
+    /// Python → Elixir: call an Elixir function without waiting. Frame id 0.
+    pub const CAST: u8 = 131;
+    /// Python → Elixir: send a message to a process. Frame id 0.
+    pub const SEND: u8 = 132;
+}
+
+/// A frame read from a stream.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The frame kind (see [`kind`]); not validated.
+    pub kind: u8,
+    /// Request, call or environment id, depending on the kind.
+    pub id: u64,
+    /// The body, usually a pickle; empty for kinds without a body.
+    pub body: Vec<u8>,
+}
+
+/// Why a frame could not be read or written.
+#[derive(Debug)]
+pub enum FrameError {
+    /// The underlying stream failed.
+    Io(io::Error),
+    /// A body of this many bytes does not fit in a frame (more than [`MAX_BODY_LEN`]).
+    TooLarge(usize),
+    /// The stream ended in the middle of a frame.
+    Truncated,
+    /// The length field is below the minimum of 9.
+    BadLength(u32),
+}
+
+impl fmt::Display for FrameError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            FrameError::Io(e) => write!(f, "frame I/O error: {e}"),
+            FrameError::TooLarge(n) => write!(
+                f,
+                "frame body of {n} bytes is larger than the maximum of {MAX_BODY_LEN} bytes"
+            ),
+            FrameError::Truncated => write!(f, "stream ended in the middle of a frame"),
+            FrameError::BadLength(n) => {
+                write!(
+                    f,
+                    "frame length {n} is below the minimum of {LENGTH_OVERHEAD}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for FrameError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            FrameError::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for FrameError {
+    fn from(e: io::Error) -> Self {
+        if e.kind() == io::ErrorKind::UnexpectedEof {
+            FrameError::Truncated
+        } else {
+            FrameError::Io(e)
+        }
+    }
+}
+
+/// Encodes the header of a frame whose body is `body_len` bytes long.
+///
+/// Fails with [`FrameError::TooLarge`] when the body is longer than [`MAX_BODY_LEN`].
+pub fn encode_header(kind: u8, id: u64, body_len: usize) -> Result<[u8; HEADER_LEN], FrameError> {
+    let length = body_len
+        .checked_add(LENGTH_OVERHEAD)
+        .and_then(|n| u32::try_from(n).ok())
+        .ok_or(FrameError::TooLarge(body_len))?;
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&length.to_be_bytes());
+    header[4] = kind;
+    header[5..].copy_from_slice(&id.to_be_bytes());
+    Ok(header)
+}
+
+/// Writes one frame (header and body) to `writer`. Handy for tests and simple callers; the NIF
+/// writes headers and bodies with vectored I/O instead.
+pub fn write_frame<W: Write>(
+    writer: &mut W,
+    kind: u8,
+    id: u64,
+    body: &[u8],
+) -> Result<(), FrameError> {
+    let header = encode_header(kind, id, body.len())?;
+    writer.write_all(&header)?;
+    writer.write_all(body)?;
+    Ok(())
+}
+
+/// Reads frames from a byte stream (a pipe, usually), through a 64 KiB buffer.
+pub struct FrameReader<R: Read> {
+    inner: BufReader<R>,
+}
+
+impl<R: Read> FrameReader<R> {
+    /// Wraps `reader`.
+    pub fn new(reader: R) -> Self {
+        FrameReader {
+            inner: BufReader::with_capacity(READ_BUFFER, reader),
+        }
+    }
+
+    /// The underlying reader.
+    pub fn get_ref(&self) -> &R {
+        self.inner.get_ref()
+    }
+
+    /// Reads the next frame.
+    ///
+    /// Returns `Ok(None)` when the stream ends cleanly between frames, and
+    /// [`FrameError::Truncated`] when it ends inside one. The body buffer grows as bytes
+    /// arrive (at most 1 MiB ahead), so a header that lies about the length cannot cause a
+    /// large allocation by itself.
+    pub fn read_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        let mut header = [0u8; HEADER_LEN];
+        if !self.read_header(&mut header)? {
+            return Ok(None);
+        }
+        let (length, kind, id) = parse_header(&header);
+        let body_len = (length as usize)
+            .checked_sub(LENGTH_OVERHEAD)
+            .ok_or(FrameError::BadLength(length))?;
+        let body = self.read_body(body_len)?;
+        Ok(Some(Frame { kind, id, body }))
+    }
+
+    /// Fills `header`; false on EOF before its first byte.
+    fn read_header(&mut self, header: &mut [u8; HEADER_LEN]) -> Result<bool, FrameError> {
+        let mut filled = 0;
+        while filled < HEADER_LEN {
+            match self.inner.read(&mut header[filled..]) {
+                Ok(0) if filled == 0 => return Ok(false),
+                Ok(0) => return Err(FrameError::Truncated),
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads exactly `len` body bytes, growing the buffer chunk by chunk.
+    fn read_body(&mut self, len: usize) -> Result<Vec<u8>, FrameError> {
+        let mut body = Vec::with_capacity(len.min(READ_CHUNK));
+        while body.len() < len {
+            let start = body.len();
+            let chunk = (len - start).min(READ_CHUNK);
+            body.resize(start + chunk, 0);
+            self.inner.read_exact(&mut body[start..])?;
+        }
+        Ok(body)
+    }
+}
+
+fn parse_header(header: &[u8; HEADER_LEN]) -> (u32, u8, u64) {
+    let [l0, l1, l2, l3, kind, i0, i1, i2, i3, i4, i5, i6, i7] = *header;
+    (
+        u32::from_be_bytes([l0, l1, l2, l3]),
+        kind,
+        u64::from_be_bytes([i0, i1, i2, i3, i4, i5, i6, i7]),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_layout() {
+        let h = encode_header(kind::EVAL, 0x0102_0304_0506_0708, 3).unwrap();
+        assert_eq!(h, [0, 0, 0, 12, 1, 1, 2, 3, 4, 5, 6, 7, 8]);
+    }
+
+    #[test]
+    fn header_too_large() {
+        assert!(encode_header(kind::EVAL, 1, MAX_BODY_LEN).is_ok());
+        assert!(matches!(
+            encode_header(kind::EVAL, 1, MAX_BODY_LEN + 1),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert!(matches!(
+            encode_header(kind::EVAL, 1, usize::MAX),
+            Err(FrameError::TooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn bad_length() {
+        let mut data = vec![0, 0, 0, 8];
+        data.extend_from_slice(&[0; 9]);
+        let mut r = FrameReader::new(&data[..]);
+        assert!(matches!(r.read_frame(), Err(FrameError::BadLength(8))));
+    }
+
+    #[test]
+    fn empty_stream_is_clean_eof() {
+        let mut r = FrameReader::new(&[][..]);
+        assert!(r.read_frame().unwrap().is_none());
+    }
+}

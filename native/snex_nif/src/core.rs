@@ -1,0 +1,189 @@
+//! One interpreter's shared state: the child process, the writer queue and the table of
+//! requests waiting for a reply.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, ResourceArc};
+use snex_core::process::{self, ChildHandle, SpawnSpec};
+
+use crate::reader;
+use crate::resources::InterpreterRes;
+use crate::writer::{Outgoing, Writer};
+
+/// A request waiting for its reply.
+pub struct Pending {
+    /// Who gets the reply.
+    pub caller: LocalPid,
+    /// Holds the reply tag now and the reply later; the reply is built and sent from here.
+    pub env: OwnedEnv,
+    /// The tag the caller waits for (`{tag, reply}`), saved in `env`.
+    pub tag: rustler::env::SavedTerm,
+    /// Monitor of the caller (to cancel if it dies) and the resource that holds it.
+    pub monitor: Option<(Monitor, ResourceArc<InterpreterRes>)>,
+}
+
+/// State shared by the resource, the reader, the writer and the reaper.
+pub struct Core {
+    /// The interpreter process (the GenServer) that receives exits and Python's requests.
+    pub owner: LocalPid,
+    pub child: ChildHandle,
+    pub writer: Writer,
+    /// The interpreter's encoding options, packed (see `EncodeOpts::resolve`).
+    pub default_encoding: u32,
+    pending: Mutex<HashMap<u64, Pending>>,
+    next_request: AtomicU64,
+    next_env: AtomicI64,
+    shut_down: AtomicBool,
+}
+
+/// How long a stopping Python gets after its pipe is closed, and again after `SIGTERM`.
+pub const STOP_GRACE: Duration = Duration::from_millis(1000);
+
+impl Core {
+    /// Spawns Python and its reader, writer and reaper threads.
+    pub fn start(
+        spec: &SpawnSpec,
+        owner: LocalPid,
+        busy_limits: Option<(usize, usize)>,
+        default_encoding: u32,
+    ) -> std::io::Result<Arc<Core>> {
+        let spawned = process::spawn(spec)?;
+        let core = Arc::new(Core {
+            owner,
+            child: spawned.handle.clone(),
+            writer: Writer::start(spawned.to_child, busy_limits)?,
+            default_encoding,
+            pending: Mutex::new(HashMap::new()),
+            next_request: AtomicU64::new(1),
+            next_env: AtomicI64::new(1),
+            shut_down: AtomicBool::new(false),
+        });
+        reader::start(core.clone(), spawned.from_child)?;
+        let reaper = core.clone();
+        std::thread::Builder::new()
+            .name("snex-reaper".into())
+            .spawn(move || {
+                let code = reaper.child.wait();
+                reaper.writer.close();
+                reaper.fail_all_pending();
+                let mut env = OwnedEnv::new();
+                let _ = env.send_and_clear(&reaper.owner, |env| {
+                    (crate::atoms::snex_exit(), code).encode(env)
+                });
+            })?;
+        Ok(core)
+    }
+
+    /// A fresh request id.
+    pub fn next_request_id(&self) -> u64 {
+        self.next_request.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A fresh environment id.
+    pub fn next_env_id(&self) -> i64 {
+        self.next_env.fetch_add(1, Ordering::Relaxed)
+    }
+
+    fn pending(&self) -> MutexGuard<'_, HashMap<u64, Pending>> {
+        self.pending.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers `pending` under `id` and queues `frame`, in that order, so a fast reply always
+    /// finds its entry. When the interpreter is closed, nothing stays registered and the entry
+    /// is handed back.
+    pub fn submit(&self, id: u64, pending: Pending, frame: Outgoing) -> Result<(), Pending> {
+        if self.is_shut_down() {
+            return Err(pending);
+        }
+        self.pending().insert(id, pending);
+        if self.writer.send(frame) {
+            Ok(())
+        } else {
+            // The reaper may have drained it already; then it is gone either way.
+            match self.take_pending(id) {
+                Some(p) => Err(p),
+                None => Ok(()),
+            }
+        }
+    }
+
+    /// Removes and returns the pending entry of `id`.
+    pub fn take_pending(&self, id: u64) -> Option<Pending> {
+        self.pending().remove(&id)
+    }
+
+    /// Drops the request `id` (if still pending) and tells Python to cancel it.
+    /// Returns whether it was still pending.
+    pub fn cancel(&self, env: Env, id: u64) -> bool {
+        match self.take_pending(id) {
+            Some(mut p) => {
+                p.demonitor(Some(env));
+                self.writer
+                    .send(Outgoing::empty(snex_core::frame::kind::CANCEL, id));
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancels every request of `caller` (it died).
+    pub fn cancel_caller(&self, caller: &LocalPid) {
+        let ids: Vec<u64> = self
+            .pending()
+            .iter()
+            .filter(|(_, p)| p.caller == *caller)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            // The monitor already fired; do not demonitor.
+            if let Some(mut p) = self.take_pending(id) {
+                p.monitor = None;
+                self.writer
+                    .send(Outgoing::empty(snex_core::frame::kind::CANCEL, id));
+            }
+        }
+    }
+
+    /// Drops every pending request: callers find out through their monitor of the interpreter.
+    pub fn fail_all_pending(&self) {
+        let drained: Vec<Pending> = self.pending().drain().map(|(_, p)| p).collect();
+        for mut p in drained {
+            p.demonitor(None);
+        }
+    }
+
+    pub fn is_shut_down(&self) -> bool {
+        self.shut_down.load(Ordering::Acquire)
+    }
+
+    /// Stops the interpreter: closes the pipe to Python, then escalates to `SIGTERM` and
+    /// `SIGKILL` on a background thread. Idempotent, never blocks the caller.
+    pub fn shutdown(self: &Arc<Self>) {
+        if self.shut_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        self.writer.close();
+        let core = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("snex-stop".into())
+            .spawn(move || {
+                core.child.terminate(STOP_GRACE);
+            });
+        if spawned.is_err() {
+            self.child.signal_group(nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+}
+
+impl Pending {
+    /// Removes the monitor of the caller. `env` is the calling NIF's env, or `None` on one of
+    /// our own threads (as `enif_demonitor_process` requires).
+    pub fn demonitor(&mut self, env: Option<rustler::Env>) {
+        if let Some((mon, res)) = self.monitor.take() {
+            res.demonitor(env, &mon);
+        }
+    }
+}

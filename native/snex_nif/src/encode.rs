@@ -1,0 +1,291 @@
+//! Elixir terms → restricted pickle (see `docs/protocol.md`).
+//!
+//! The walk is iterative (an explicit work stack), so deeply nested terms cannot overflow the
+//! native stack. On a normal scheduler the walk runs with a [`Budget`]; when it runs out the
+//! NIF returns `:dirty` and Elixir repeats the call on a dirty scheduler, so a normal scheduler
+//! never spends more than about a millisecond here.
+
+use rustler::types::{Binary, MapIterator};
+use rustler::{BigInt, Term, TermType};
+use snex_core::pickle::PickleWriter;
+
+use crate::atoms;
+
+/// How binaries are presented to Python.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinaryAs {
+    Str,
+    Bytes,
+    ByteArray,
+}
+
+/// Per-call encoding options, packed by Elixir into one integer (see `Snex.Serde`).
+#[derive(Clone, Copy, Debug)]
+pub struct EncodeOpts {
+    pub binary_as: BinaryAs,
+    pub frozenset: bool,
+    pub distinct_atoms: bool,
+}
+
+impl EncodeOpts {
+    /// Unpacks `call` (see `Snex.Serde.EncodingOpts`): options marked as given there win over
+    /// the interpreter's `defaults` (packed the same way).
+    pub fn resolve(defaults: u32, call: u32) -> Self {
+        let pick = |given_bit: u32, value_mask: u32| {
+            if call & given_bit != 0 {
+                call & value_mask
+            } else {
+                defaults & value_mask
+            }
+        };
+        EncodeOpts {
+            binary_as: match pick(0x10, 0x3) {
+                1 => BinaryAs::Bytes,
+                2 => BinaryAs::ByteArray,
+                _ => BinaryAs::Str,
+            },
+            frozenset: pick(0x20, 0x4) != 0,
+            distinct_atoms: pick(0x40, 0x8) != 0,
+        }
+    }
+}
+
+/// Why encoding stopped.
+#[derive(Debug)]
+pub enum EncodeError {
+    /// The budget for a normal scheduler ran out: retry on a dirty scheduler.
+    Dirty,
+    /// The term cannot be encoded; the message names the offending value.
+    Invalid(String),
+}
+
+/// Work allowed before yielding to a dirty scheduler; `None` means unlimited.
+pub struct Budget(Option<i64>);
+
+/// About one millisecond of encoding on this machine (see `docs/decisions.md`).
+const NORMAL_SCHEDULER_BUDGET: i64 = 40_000;
+
+impl Budget {
+    pub fn for_normal_scheduler() -> Self {
+        Budget(Some(NORMAL_SCHEDULER_BUDGET))
+    }
+
+    pub fn unlimited() -> Self {
+        Budget(None)
+    }
+
+    fn spend(&mut self, units: usize) -> Result<(), EncodeError> {
+        if let Some(left) = &mut self.0 {
+            *left -= units as i64;
+            if *left < 0 {
+                return Err(EncodeError::Dirty);
+            }
+        }
+        Ok(())
+    }
+}
+
+enum Work<'a> {
+    Value(Term<'a>),
+    Key(Term<'a>),
+    ListRest(Term<'a>),
+    EndList(usize),
+    EndTuple(usize),
+    EndDict(usize),
+    EndSet(usize, bool),
+}
+
+/// Writes `term` as one pickled value.
+pub fn encode_term<'a>(
+    w: &mut PickleWriter,
+    term: Term<'a>,
+    opts: &EncodeOpts,
+    budget: &mut Budget,
+) -> Result<(), EncodeError> {
+    let mut stack: Vec<Work<'a>> = vec![Work::Value(term)];
+    while let Some(work) = stack.pop() {
+        budget.spend(1)?;
+        match work {
+            Work::Value(t) => encode_one(w, t, opts, budget, &mut stack, false)?,
+            Work::Key(t) => encode_one(w, t, opts, budget, &mut stack, true)?,
+            Work::ListRest(t) => {
+                if let Ok((head, tail)) = t.list_get_cell() {
+                    stack.push(Work::ListRest(tail));
+                    stack.push(Work::Value(head));
+                }
+            }
+            Work::EndList(n) => w.end_list(n),
+            Work::EndTuple(n) => w.end_tuple(n),
+            Work::EndDict(n) => w.end_dict(n),
+            Work::EndSet(n, frozen) => w.end_set(n, frozen),
+        }
+    }
+    Ok(())
+}
+
+fn encode_one<'a>(
+    w: &mut PickleWriter,
+    t: Term<'a>,
+    opts: &EncodeOpts,
+    budget: &mut Budget,
+    stack: &mut Vec<Work<'a>>,
+    is_key: bool,
+) -> Result<(), EncodeError> {
+    match t.get_type() {
+        TermType::Atom => encode_atom(w, t, opts),
+        TermType::Integer => {
+            if let Ok(i) = t.decode::<i64>() {
+                w.int(i);
+            } else {
+                let big: BigInt = t
+                    .decode()
+                    .map_err(|_| EncodeError::Invalid("cannot read integer".into()))?;
+                let bytes = big.to_signed_bytes_le();
+                budget.spend(bytes.len() / 64)?;
+                w.big_int_le(&bytes);
+            }
+            Ok(())
+        }
+        TermType::Float => {
+            let f: f64 = t
+                .decode()
+                .map_err(|_| EncodeError::Invalid("cannot read float".into()))?;
+            w.float(f);
+            Ok(())
+        }
+        TermType::Binary => match Binary::from_term(t) {
+            Ok(bin) => {
+                budget.spend(bin.len() / 256)?;
+                encode_binary(w, bin.as_slice(), opts.binary_as, is_key)
+            }
+            // A bitstring that is not a whole number of bytes.
+            Err(_) => encode_opaque(w, t),
+        },
+        TermType::List => match t.list_length() {
+            Ok(n) => {
+                w.begin_list(n);
+                stack.push(Work::EndList(n));
+                stack.push(Work::ListRest(t));
+                Ok(())
+            }
+            // An improper list.
+            Err(_) => encode_opaque(w, t),
+        },
+        TermType::Tuple => {
+            let items = rustler::types::tuple::get_tuple(t)
+                .map_err(|_| EncodeError::Invalid("cannot read tuple".into()))?;
+            w.begin_tuple(items.len());
+            stack.push(Work::EndTuple(items.len()));
+            stack.extend(items.into_iter().rev().map(Work::Value));
+            Ok(())
+        }
+        TermType::Map => encode_map(w, t, opts, stack),
+        _ => encode_opaque(w, t),
+    }
+}
+
+fn encode_atom(w: &mut PickleWriter, t: Term, opts: &EncodeOpts) -> Result<(), EncodeError> {
+    if t == atoms::nil().to_term(t.get_env()) {
+        w.none();
+    } else if t == rustler::types::atom::true_().to_term(t.get_env()) {
+        w.bool(true);
+    } else if t == rustler::types::atom::false_().to_term(t.get_env()) {
+        w.bool(false);
+    } else {
+        let name = atom_name(t)?;
+        w.atom(&name, opts.distinct_atoms);
+    }
+    Ok(())
+}
+
+/// The atom's name as UTF-8 (the NIF API of OTP 25 gives Latin-1).
+fn atom_name(t: Term) -> Result<String, EncodeError> {
+    t.atom_to_string()
+        .map_err(|_| EncodeError::Invalid("atom name is not representable".into()))
+}
+
+fn encode_binary(
+    w: &mut PickleWriter,
+    bytes: &[u8],
+    binary_as: BinaryAs,
+    is_key: bool,
+) -> Result<(), EncodeError> {
+    match binary_as {
+        BinaryAs::Str => {
+            let s = std::str::from_utf8(bytes).map_err(|e| {
+                EncodeError::Invalid(format!(
+                    "binary is not valid UTF-8 (at byte {}): {}; use binary_as: :bytes or Snex.Serde.binary/2",
+                    e.valid_up_to(),
+                    describe_bytes(bytes)
+                ))
+            })?;
+            if is_key {
+                w.key_str(s);
+            } else {
+                w.str(s);
+            }
+        }
+        BinaryAs::Bytes => w.bytes(bytes),
+        BinaryAs::ByteArray => w.bytearray(bytes),
+    }
+    Ok(())
+}
+
+/// A short Elixir-like rendering of a binary for error messages.
+fn describe_bytes(bytes: &[u8]) -> String {
+    let shown: Vec<String> = bytes.iter().take(16).map(|b| b.to_string()).collect();
+    let more = if bytes.len() > 16 { ", ..." } else { "" };
+    format!("<<{}{}>>", shown.join(", "), more)
+}
+
+fn encode_map<'a>(
+    w: &mut PickleWriter,
+    t: Term<'a>,
+    opts: &EncodeOpts,
+    stack: &mut Vec<Work<'a>>,
+) -> Result<(), EncodeError> {
+    let env = t.get_env();
+    if let Ok(module) = t.map_get(atoms::__struct__().to_term(env)) {
+        if module == atoms::map_set().to_term(env) {
+            if let Ok(inner) = t.map_get(atoms::map().to_term(env)) {
+                return encode_set(w, inner, opts, stack);
+            }
+        }
+    }
+    let iter = MapIterator::new(t).ok_or_else(|| EncodeError::Invalid("cannot read map".into()))?;
+    let pairs: Vec<(Term<'a>, Term<'a>)> = iter.collect();
+    w.begin_dict(pairs.len());
+    stack.push(Work::EndDict(pairs.len()));
+    for (k, v) in pairs.into_iter().rev() {
+        stack.push(Work::Value(v));
+        stack.push(Work::Key(k));
+    }
+    Ok(())
+}
+
+fn encode_set<'a>(
+    w: &mut PickleWriter,
+    inner: Term<'a>,
+    opts: &EncodeOpts,
+    stack: &mut Vec<Work<'a>>,
+) -> Result<(), EncodeError> {
+    let iter =
+        MapIterator::new(inner).ok_or_else(|| EncodeError::Invalid("cannot read MapSet".into()))?;
+    let items: Vec<Term<'a>> = iter.map(|(k, _)| k).collect();
+    let n = items.len();
+    w.begin_set(n, opts.frozenset);
+    stack.push(Work::EndSet(n, opts.frozenset));
+    stack.extend(items.into_iter().rev().map(Work::Key));
+    Ok(())
+}
+
+/// Pids, ports, references, funs, improper lists, bitstrings: `snex.Term(etf_bytes)`.
+fn encode_opaque(w: &mut PickleWriter, t: Term) -> Result<(), EncodeError> {
+    let etf = t.to_binary();
+    w.global("snex", "Term");
+    w.begin_tuple(1);
+    w.bytes(etf.as_slice());
+    w.end_tuple(1);
+    w.reduce();
+    Ok(())
+}

@@ -1,0 +1,393 @@
+//! The NIF functions (`Snex.Native`). Each encodes on the calling process's scheduler within a
+//! budget (`:dirty` asks Elixir to call the `_dirty` twin), registers the caller in the pending
+//! table and queues the frame; the reply arrives as a message `{tag, reply}`.
+
+use std::ffi::OsString;
+
+use rustler::types::Binary;
+use rustler::{Encoder, Env, NifResult, OwnedEnv, ResourceArc, Term};
+use snex_core::frame::kind;
+use snex_core::pickle::{PickleOutput, PickleWriter};
+use snex_core::process::SpawnSpec;
+
+use crate::atoms;
+use crate::core::{Core, Pending};
+use crate::encode::{encode_term, Budget, EncodeError, EncodeOpts};
+use crate::resources::{EnvRes, InterpreterRes};
+use crate::writer::Outgoing;
+
+/// Options of `start/1`, as a map from Elixir.
+#[derive(rustler::NifMap)]
+struct StartOpts {
+    program: String,
+    args: Vec<String>,
+    env: Vec<(String, String)>,
+    cd: Option<String>,
+    use_stdio: bool,
+    busy_limits: Option<(usize, usize)>,
+    encoding_opts: u32,
+}
+
+/// Starts Python; the calling process becomes the owner (it gets `{:snex_exit, status}` and
+/// Python's requests, and its death stops Python).
+#[rustler::nif(schedule = "DirtyIo")]
+fn start(env: Env, opts: StartOpts) -> Term {
+    let spec = SpawnSpec {
+        program: OsString::from(opts.program),
+        args: opts.args.into_iter().map(OsString::from).collect(),
+        env: opts
+            .env
+            .into_iter()
+            .map(|(k, v)| (OsString::from(k), OsString::from(v)))
+            .collect(),
+        cd: opts.cd.map(OsString::from),
+        use_stdio: opts.use_stdio,
+    };
+    let owner = env.pid();
+    match Core::start(&spec, owner, opts.busy_limits, opts.encoding_opts) {
+        Ok(core) => {
+            let res = ResourceArc::new(InterpreterRes { core });
+            env.monitor(&res, &owner);
+            (atoms::ok(), res).encode(env)
+        }
+        Err(e) => (atoms::error(), e.to_string()).encode(env),
+    }
+}
+
+#[rustler::nif]
+fn os_pid(res: ResourceArc<InterpreterRes>) -> u32 {
+    res.core.child.pid()
+}
+
+/// Closes the pipe to Python and makes sure it is gone soon (SIGTERM, then SIGKILL).
+#[rustler::nif]
+fn shutdown(res: ResourceArc<InterpreterRes>) -> rustler::Atom {
+    res.core.shutdown();
+    atoms::ok()
+}
+
+/// Forgets request `id` and cancels its Python task; true if it was still pending.
+#[rustler::nif]
+fn cancel(env: Env, target: Term, id: u64) -> NifResult<bool> {
+    let (interp, _) = resolve_target(target, 0)?;
+    Ok(interp.core.cancel(env, id))
+}
+
+/// Frees an environment in Python: `target` is the env's resource, or (for an env that has
+/// been to another node and back) the interpreter's resource with the env's id.
+#[rustler::nif]
+fn destroy_env(target: Term, env_id: i64) -> NifResult<rustler::Atom> {
+    if let Ok(env_res) = target.decode::<ResourceArc<EnvRes>>() {
+        env_res.destroy();
+    } else {
+        let interp: ResourceArc<InterpreterRes> = target.decode()?;
+        crate::resources::destroy_env(&interp.core, env_id);
+    }
+    Ok(atoms::ok())
+}
+
+/// Whether `term` is an env resource made on this node (envs that travelled to another node and
+/// back are plain references).
+#[rustler::nif]
+fn is_env(term: Term) -> bool {
+    term.decode::<ResourceArc<EnvRes>>().is_ok()
+}
+
+#[rustler::nif]
+fn disable_gc(env_res: ResourceArc<EnvRes>) -> rustler::Atom {
+    env_res.disable_gc();
+    atoms::ok()
+}
+
+/// `EVAL`: runs `code` in an environment. `target` is an env resource, or an interpreter
+/// resource with `env_id` (0: root, -1: a throw-away copy of the root).
+#[rustler::nif]
+#[allow(clippy::too_many_arguments)]
+fn eval<'a>(
+    env: Env<'a>,
+    target: Term<'a>,
+    env_id: i64,
+    tag: Term<'a>,
+    code: Option<Binary<'a>>,
+    file: Binary<'a>,
+    line: i64,
+    vars: Term<'a>,
+    opts: u32,
+) -> NifResult<Term<'a>> {
+    eval_with(
+        env,
+        target,
+        env_id,
+        tag,
+        code,
+        file,
+        line,
+        vars,
+        opts,
+        Budget::for_normal_scheduler(),
+    )
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+#[allow(clippy::too_many_arguments)]
+fn eval_dirty<'a>(
+    env: Env<'a>,
+    target: Term<'a>,
+    env_id: i64,
+    tag: Term<'a>,
+    code: Option<Binary<'a>>,
+    file: Binary<'a>,
+    line: i64,
+    vars: Term<'a>,
+    opts: u32,
+) -> NifResult<Term<'a>> {
+    eval_with(
+        env,
+        target,
+        env_id,
+        tag,
+        code,
+        file,
+        line,
+        vars,
+        opts,
+        Budget::unlimited(),
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_with<'a>(
+    env: Env<'a>,
+    target: Term<'a>,
+    env_id: i64,
+    tag: Term<'a>,
+    code: Option<Binary<'a>>,
+    file: Binary<'a>,
+    line: i64,
+    vars: Term<'a>,
+    opts: u32,
+    mut budget: Budget,
+) -> NifResult<Term<'a>> {
+    let (interp, env_id) = resolve_target(target, env_id)?;
+    let opts = EncodeOpts::resolve(interp.core.default_encoding, opts);
+    let mut w = PickleWriter::new();
+    w.begin_tuple(5);
+    w.int(env_id);
+    match code {
+        Some(code) => match std::str::from_utf8(code.as_slice()) {
+            Ok(src) => w.str(src),
+            Err(_) => return Ok(encode_error(env, "code is not valid UTF-8")),
+        },
+        None => w.none(),
+    }
+    w.str(&String::from_utf8_lossy(file.as_slice()));
+    w.int(line);
+    let encoded = encode_term(&mut w, vars, &opts, &mut budget);
+    w.end_tuple(5);
+    Ok(match encoded {
+        Ok(()) => submit(env, &interp, tag, kind::EVAL, w.finish()),
+        Err(e) => encode_failure(env, e),
+    })
+}
+
+/// `MAKE_ENV`: `sources` is a list of `{env_id, mode, names}` (mode 0 all, 1 only, 2 except)
+/// of envs of the same interpreter. Returns `{:ok, request_id, {env_resource, env_id}}`.
+#[rustler::nif]
+fn make_env<'a>(
+    env: Env<'a>,
+    interp: ResourceArc<InterpreterRes>,
+    tag: Term<'a>,
+    sources: Vec<(i64, i64, Vec<String>)>,
+    vars: Term<'a>,
+    opts: u32,
+) -> NifResult<Term<'a>> {
+    make_env_with(
+        env,
+        interp,
+        tag,
+        sources,
+        vars,
+        opts,
+        Budget::for_normal_scheduler(),
+    )
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn make_env_dirty<'a>(
+    env: Env<'a>,
+    interp: ResourceArc<InterpreterRes>,
+    tag: Term<'a>,
+    sources: Vec<(i64, i64, Vec<String>)>,
+    vars: Term<'a>,
+    opts: u32,
+) -> NifResult<Term<'a>> {
+    make_env_with(env, interp, tag, sources, vars, opts, Budget::unlimited())
+}
+
+fn make_env_with<'a>(
+    env: Env<'a>,
+    interp: ResourceArc<InterpreterRes>,
+    tag: Term<'a>,
+    sources: Vec<(i64, i64, Vec<String>)>,
+    vars: Term<'a>,
+    opts: u32,
+    mut budget: Budget,
+) -> NifResult<Term<'a>> {
+    let new_id = interp.core.next_env_id();
+    let opts = EncodeOpts::resolve(interp.core.default_encoding, opts);
+    let mut w = PickleWriter::new();
+    w.begin_tuple(3);
+    w.int(new_id);
+    w.begin_list(sources.len());
+    for (src, mode, names) in &sources {
+        w.begin_tuple(3);
+        w.int(*src);
+        w.int(*mode);
+        w.begin_list(names.len());
+        for name in names {
+            w.str(name);
+        }
+        w.end_list(names.len());
+        w.end_tuple(3);
+    }
+    w.end_list(sources.len());
+    let encoded = encode_term(&mut w, vars, &opts, &mut budget);
+    w.end_tuple(3);
+    if let Err(e) = encoded {
+        return Ok(encode_failure(env, e));
+    }
+    let env_res = ResourceArc::new(EnvRes::new(new_id, interp.clone()));
+    let result = submit(env, &interp, tag, kind::MAKE_ENV, w.finish());
+    // On success, wrap as {:ok, id, env}; the env frees itself in Python when dropped.
+    Ok(match result.decode::<(rustler::Atom, u64)>() {
+        Ok((ok, id)) if ok == atoms::ok() => (atoms::ok(), id, (env_res, new_id)).encode(env),
+        _ => {
+            // Nothing was created in Python; do not send a destroy for it.
+            env_res.disable_gc();
+            result
+        }
+    })
+}
+
+/// `CALL_RESULT`: the answer to Python's `snex.call` number `call_id`.
+#[rustler::nif]
+fn call_result<'a>(
+    env: Env<'a>,
+    interp: ResourceArc<InterpreterRes>,
+    call_id: u64,
+    ok: bool,
+    value: Term<'a>,
+    opts: u32,
+) -> Term<'a> {
+    call_result_with(
+        env,
+        interp,
+        call_id,
+        ok,
+        value,
+        opts,
+        Budget::for_normal_scheduler(),
+    )
+}
+
+#[rustler::nif(schedule = "DirtyCpu")]
+fn call_result_dirty<'a>(
+    env: Env<'a>,
+    interp: ResourceArc<InterpreterRes>,
+    call_id: u64,
+    ok: bool,
+    value: Term<'a>,
+    opts: u32,
+) -> Term<'a> {
+    call_result_with(env, interp, call_id, ok, value, opts, Budget::unlimited())
+}
+
+fn call_result_with<'a>(
+    env: Env<'a>,
+    interp: ResourceArc<InterpreterRes>,
+    call_id: u64,
+    ok: bool,
+    value: Term<'a>,
+    opts: u32,
+    mut budget: Budget,
+) -> Term<'a> {
+    let opts = EncodeOpts::resolve(interp.core.default_encoding, opts);
+    let mut w = PickleWriter::new();
+    w.begin_tuple(2);
+    w.bool(ok);
+    let encoded = encode_term(&mut w, value, &opts, &mut budget);
+    w.end_tuple(2);
+    if let Err(e) = encoded {
+        return encode_failure(env, e);
+    }
+    match Outgoing::new(kind::CALL_RESULT, call_id, w.finish()) {
+        Ok(frame) => {
+            if interp.core.writer.send(frame) {
+                atoms::ok().encode(env)
+            } else {
+                (atoms::error(), atoms::closed()).encode(env)
+            }
+        }
+        Err(msg) => encode_error(env, &msg),
+    }
+}
+
+fn resolve_target(target: Term, env_id: i64) -> NifResult<(ResourceArc<InterpreterRes>, i64)> {
+    if let Ok(env_res) = target.decode::<ResourceArc<EnvRes>>() {
+        return Ok((env_res.interpreter.clone(), env_res.id));
+    }
+    let interp: ResourceArc<InterpreterRes> = target.decode()?;
+    Ok((interp, env_id))
+}
+
+/// Registers the caller and queues the frame: `{:ok, id}`, `:busy`, or `{:error, reason}`.
+fn submit<'a>(
+    env: Env<'a>,
+    interp: &ResourceArc<InterpreterRes>,
+    tag: Term<'a>,
+    frame_kind: u8,
+    body: PickleOutput<Vec<u8>>,
+) -> Term<'a> {
+    let core = &interp.core;
+    if core.is_shut_down() {
+        return (atoms::error(), atoms::closed()).encode(env);
+    }
+    let caller = env.pid();
+    if core.writer.is_busy(caller) {
+        return atoms::busy().encode(env);
+    }
+    let id = core.next_request_id();
+    let frame = match Outgoing::new(frame_kind, id, body) {
+        Ok(frame) => frame,
+        Err(msg) => return encode_error(env, &msg),
+    };
+    let reply_env = OwnedEnv::new();
+    let saved_tag = reply_env.save(tag);
+    let monitor = env
+        .monitor(interp, &caller)
+        .map(|mon| (mon, interp.clone()));
+    let pending = Pending {
+        caller,
+        env: reply_env,
+        tag: saved_tag,
+        monitor,
+    };
+    match core.submit(id, pending, frame) {
+        Ok(()) => (atoms::ok(), id).encode(env),
+        Err(mut pending) => {
+            pending.demonitor(Some(env));
+            (atoms::error(), atoms::closed()).encode(env)
+        }
+    }
+}
+
+fn encode_failure(env: Env, e: EncodeError) -> Term {
+    match e {
+        EncodeError::Dirty => atoms::dirty().encode(env),
+        EncodeError::Invalid(msg) => encode_error(env, &msg),
+    }
+}
+
+fn encode_error<'a>(env: Env<'a>, msg: &str) -> Term<'a> {
+    (atoms::error(), (atoms::encode_error(), msg)).encode(env)
+}

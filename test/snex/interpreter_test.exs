@@ -1,0 +1,237 @@
+defmodule Snex.InterpreterTest do
+  use ExUnit.Case, async: true
+
+  alias Snex.Error
+  alias Snex.Test.OSProcess
+
+  describe "options" do
+    test "unknown option keys raise" do
+      assert_raise ArgumentError, ~r/sync_start/, fn ->
+        Snex.Interpreter.start_link(sync_start: true)
+      end
+    end
+
+    test "invalid option values raise" do
+      assert_raise ArgumentError, fn -> Snex.Interpreter.start_link(environment: %{a: 1}) end
+      assert_raise ArgumentError, fn -> Snex.Interpreter.start_link(init_script_timeout: -1) end
+      assert_raise ArgumentError, fn -> Snex.Interpreter.start_link(encoding_opts: [foo: 1]) end
+    end
+
+    test ":python as a name and as a path" do
+      {:ok, i1} = start_supervised({Snex.Interpreter, python: "python3", id: :a})
+      {:ok, i2} = start_supervised({Snex.Interpreter, python: System.find_executable("python3"), id: :b})
+      assert {:ok, 3} = Snex.pyeval(i1, "import sys\nreturn sys.version_info[0]")
+      assert {:ok, 3} = Snex.pyeval(i2, "import sys\nreturn sys.version_info[0]")
+    end
+
+    test "a missing python is an error from start_link" do
+      Process.flag(:trap_exit, true)
+
+      assert {:error, %Error{code: :internal_error}} =
+               Snex.Interpreter.start_link(python: "/nonexistent/python3")
+    end
+
+    test ":cd and :environment" do
+      dir = System.tmp_dir!()
+
+      {:ok, i} =
+        start_supervised(
+          {Snex.Interpreter, cd: dir, environment: %{"SNEX_TEST_VAR" => "hello", "PYTHONPATH" => "/x/y"}}
+        )
+
+      assert {:ok, [cwd, "hello", path]} =
+               Snex.pyeval(
+                 i,
+                 "import os, sys\nreturn [os.getcwd(), os.environ['SNEX_TEST_VAR'], os.environ['PYTHONPATH']]"
+               )
+
+      assert Path.expand(cwd) == Path.expand(dir)
+      # Extended, not replaced: snex stays importable.
+      assert path =~ "/x/y"
+      assert path =~ "priv/python"
+    end
+
+    test "GenServer options such as :name are passed on" do
+      {:ok, pid} = start_supervised({Snex.Interpreter, name: :snex_named_test})
+      assert Process.whereis(:snex_named_test) == pid
+      assert {:ok, 1} = Snex.pyeval(:snex_named_test, "return 1")
+    end
+
+    test ":label is set" do
+      {:ok, pid} = start_supervised({Snex.Interpreter, label: {:my, :label}})
+
+      label =
+        if function_exported?(:proc_lib, :get_label, 1),
+          do: apply(:proc_lib, :get_label, [pid]),
+          else: Process.info(pid, :dictionary) |> elem(1) |> Keyword.get(:"$process_label")
+
+      assert label == {:my, :label}
+    end
+
+    test "child_spec with overridden id and restart" do
+      spec = Snex.Interpreter.child_spec(id: :custom, restart: :temporary, label: :x)
+      assert %{id: :custom, restart: :temporary, start: {Snex.Interpreter, :start_link, [[label: :x]]}} = spec
+    end
+  end
+
+  describe "init script" do
+    test "runs in the root env that every env copies" do
+      {:ok, i} = start_supervised({Snex.Interpreter, init_script: "import math\nbase = 40"})
+      {:ok, env} = Snex.make_env(i)
+      assert {:ok, 42} = Snex.pyeval(env, "return base + 2")
+      assert {:ok, 3.0} = Snex.pyeval(env, "return math.sqrt(9)")
+    end
+
+    test "takes variables" do
+      {:ok, i} =
+        start_supervised(
+          {Snex.Interpreter, init_script: {"total = a + b", %{"a" => 1, "b" => 2}}}
+        )
+
+      assert {:ok, 3} = Snex.pyeval(i, "return total")
+    end
+
+    test "accepts a Snex.Code" do
+      {:ok, i} = start_supervised({Snex.Interpreter, init_script: %Snex.Code{src: "k = 9"}})
+      assert {:ok, 9} = Snex.pyeval(i, "return k")
+    end
+
+    test "an exception makes start_link return python_runtime_error" do
+      Process.flag(:trap_exit, true)
+
+      assert {:error, %Error{code: :python_runtime_error, reason: "nope"}} =
+               Snex.Interpreter.start_link(init_script: "raise ValueError('nope')")
+    end
+
+    test "a slow init script gives init_script_timeout" do
+      Process.flag(:trap_exit, true)
+
+      assert {:error, %Error{code: :init_script_timeout}} =
+               Snex.Interpreter.start_link(
+                 init_script: "import time\ntime.sleep(30)",
+                 init_script_timeout: 300
+               )
+    end
+
+    test "sync_start?: false returns at once and the interpreter works" do
+      {:ok, i} =
+        start_supervised(
+          {Snex.Interpreter, sync_start?: false, init_script: "import time\ntime.sleep(0.3)\nready = True"}
+        )
+
+      assert {:ok, true} = Snex.pyeval(i, "return ready")
+    end
+
+    test "sync_start?: false crashes the process on failure" do
+      Process.flag(:trap_exit, true)
+
+      {:ok, pid} =
+        Snex.Interpreter.start_link(sync_start?: false, init_script: "raise ValueError('late')")
+
+      assert_receive {:EXIT, ^pid, %Error{code: :python_runtime_error}}, 5_000
+    end
+  end
+
+  describe "lifecycle" do
+    test "os_pid is the Python process" do
+      {:ok, i} = start_supervised(Snex.Interpreter)
+      os_pid = Snex.Interpreter.os_pid(i)
+      assert {:ok, ^os_pid} = Snex.pyeval(i, "import os\nreturn os.getpid()")
+    end
+
+    test "stopping the interpreter leaves no Python process" do
+      {:ok, i} = Snex.Interpreter.start_link()
+      os_pid = Snex.Interpreter.os_pid(i)
+      assert OSProcess.alive?(os_pid)
+      :ok = Snex.Interpreter.stop(i)
+      assert OSProcess.wait_gone(os_pid, 3_000)
+    end
+
+    test "a Python stuck in synchronous code is gone within seconds of stop" do
+      {:ok, i} = Snex.Interpreter.start_link()
+      os_pid = Snex.Interpreter.os_pid(i)
+      task = Task.async(fn -> Snex.pyeval(i, "import time\ntime.sleep(1000)", timeout: :infinity) end)
+      Process.sleep(200)
+      :ok = Snex.Interpreter.stop(i)
+      assert {:error, %Error{code: :call_failed, reason: :normal}} = Task.await(task)
+      assert OSProcess.wait_gone(os_pid, 5_000)
+    end
+
+    test "killing the interpreter process kills Python" do
+      Process.flag(:trap_exit, true)
+      {:ok, i} = Snex.Interpreter.start_link()
+      os_pid = Snex.Interpreter.os_pid(i)
+      Process.exit(i, :kill)
+      assert_receive {:EXIT, ^i, :killed}
+      assert OSProcess.wait_gone(os_pid, 5_000)
+    end
+
+    test "Python's child processes go with it" do
+      {:ok, i} = Snex.Interpreter.start_link()
+
+      {:ok, child} =
+        Snex.pyeval(i, "import subprocess\np = subprocess.Popen(['sleep', '1000'])\nreturn p.pid")
+
+      :ok = Snex.Interpreter.stop(i)
+      assert OSProcess.wait_gone(child, 5_000)
+    end
+
+    test "SIGKILL of Python during a call: call_failed for the caller, interpreter_exited" do
+      Process.flag(:trap_exit, true)
+      {:ok, i} = Snex.Interpreter.start_link()
+      os_pid = Snex.Interpreter.os_pid(i)
+      task = Task.async(fn -> Snex.pyeval(i, "import asyncio\nawait asyncio.sleep(100)", timeout: :infinity) end)
+      Process.sleep(100)
+      System.cmd("kill", ["-9", to_string(os_pid)])
+
+      expected = %Error{code: :interpreter_exited, reason: {:exit_status, 137}}
+      assert {:error, %Error{code: :call_failed, reason: ^expected}} = Task.await(task)
+      assert_receive {:EXIT, ^i, ^expected}
+    end
+
+    test "os._exit and segfault give their exit status" do
+      Process.flag(:trap_exit, true)
+
+      for {code, status} <- [
+            {"import os\nos._exit(7)", 7},
+            {"import ctypes\nctypes.string_at(0)", 128 + 11}
+          ] do
+        {:ok, i} = Snex.Interpreter.start_link()
+        expected = %Error{code: :interpreter_exited, reason: {:exit_status, status}}
+        assert {:error, %Error{code: :call_failed, reason: ^expected}} = Snex.pyeval(i, code)
+        assert_receive {:EXIT, ^i, ^expected}
+      end
+    end
+
+    test "calls to a stopped interpreter fail with call_failed" do
+      {:ok, i} = Snex.Interpreter.start_link()
+      {:ok, env} = Snex.make_env(i)
+      :ok = Snex.Interpreter.stop(i)
+      assert {:error, %Error{code: :call_failed}} = Snex.pyeval(env, "return 1")
+      assert {:error, %Error{code: :call_failed}} = Snex.pyeval(i, "return 1")
+    end
+
+    test "an interpreter under a Supervisor is restarted after Python dies" do
+      {:ok, sup} =
+        Supervisor.start_link([{Snex.Interpreter, name: :snex_supervised_test}],
+          strategy: :one_for_one
+        )
+
+      old = Process.whereis(:snex_supervised_test)
+      old_os_pid = Snex.Interpreter.os_pid(old)
+      System.cmd("kill", ["-9", to_string(old_os_pid)])
+
+      new =
+        OSProcess.eventually(fn ->
+          case Process.whereis(:snex_supervised_test) do
+            pid when is_pid(pid) and pid != old -> pid
+            _ -> nil
+          end
+        end)
+
+      assert is_pid(new)
+      assert {:ok, 1} = Snex.pyeval(:snex_supervised_test, "return 1")
+      Supervisor.stop(sup)
+    end
+  end
+end
