@@ -28,8 +28,20 @@ IO.puts("latency (µs), #{n} sequential calls; throughput over #{seconds} s\n")
 
 Bench.table([
   ["", "median µs", "p99 µs", "calls/s (1)", "calls/s (50)"],
-  ["raw pipe ping-pong (floor)", Bench.fmt(Bench.median(raw)), Bench.fmt(Bench.percentile(raw, 99)), round(raw_tput), "-"],
-  ["Snex.pyeval(env, \"return 1\")", Bench.fmt(Bench.median(snex)), Bench.fmt(Bench.percentile(snex, 99)), round(tput1), round(tput50)]
+  [
+    "raw pipe ping-pong (floor)",
+    Bench.fmt(Bench.median(raw)),
+    Bench.fmt(Bench.percentile(raw, 99)),
+    round(raw_tput),
+    "-"
+  ],
+  [
+    "Snex.pyeval(env, \"return 1\")",
+    Bench.fmt(Bench.median(snex)),
+    Bench.fmt(Bench.percentile(snex, 99)),
+    round(tput1),
+    round(tput50)
+  ]
 ])
 
 ratio = Bench.median(snex) / Bench.median(raw)

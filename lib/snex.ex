@@ -10,7 +10,7 @@ defmodule Snex do
   `Snex.Serde` for how values cross between Elixir and Python.
   """
 
-  alias Snex.{Env, Error, Request}
+  alias Snex.{Env, Error, Request, Target}
   alias Snex.Serde.EncodingOpts
 
   @type interpreter :: GenServer.server()
@@ -39,7 +39,9 @@ defmodule Snex do
           {:ok, Env.t()} | {:error, Error.t()}
   def make_env(interpreter_or_opts, vars_or_opts \\ %{}, opts \\ [])
 
-  def make_env(opts, [], []) when is_list(opts), do: make_env_from(%{}, opts)
+  def make_env(opts, %{} = none, []) when is_list(opts) and map_size(none) == 0,
+    do: make_env_from(%{}, opts)
+
   def make_env(vars, opts, []) when is_map(vars) and not is_struct(vars) and is_list(opts),
     do: make_env_from(vars, opts)
 
@@ -47,28 +49,43 @@ defmodule Snex do
 
   def make_env(interpreter, vars, opts) when is_map(vars) and is_list(opts) do
     check_vars!(vars)
-    {pid, res} = resolve_interpreter!(interpreter)
-    sources = from_sources!(Keyword.get(opts, :from, []), pid)
     encoding = encoding_opts(opts)
     timeout = Keyword.get(opts, :timeout, :infinity)
 
-    if res == nil do
-      gone()
-    else
-      Request.run(
-        pid,
-        res,
-        fn tag, mode ->
-          fun = if mode == :dirty, do: :make_env_dirty, else: :make_env
+    case Target.interpreter(interpreter) do
+      {:local, pid, res} ->
+        sources = from_sources!(Keyword.get(opts, :from, []), pid)
 
-          case apply(Snex.Native, fun, [res, tag, sources, vars, encoding]) do
-            {:ok, id, ref} -> {:ok, id, %Env{ref: ref, interpreter: pid}}
-            other -> other
-          end
-        end,
-        timeout
-      )
+        Request.run(
+          pid,
+          res,
+          fn tag, mode ->
+            fun = if mode == :dirty, do: :make_env_dirty, else: :make_env
+
+            case apply(Snex.Native, fun, [res, tag, sources, vars, encoding]) do
+              {:ok, request_id, {ref, id}} ->
+                {:ok, request_id, %Env{id: id, ref: ref, interpreter: pid}}
+
+              other ->
+                other
+            end
+          end,
+          timeout
+        )
+
+      {:remote, node} ->
+        remote(node, :__make_remote_env__, [interpreter, vars, opts], timeout)
+
+      :gone ->
+        gone()
     end
+  end
+
+  @doc false
+  # make_env asked from another node: the env's references are counted on this (its home) node,
+  # where the asker holds none, so garbage collection is disabled: free it with destroy_env/1.
+  def __make_remote_env__(interpreter, vars, opts) do
+    with {:ok, env} <- make_env(interpreter, vars, opts), do: {:ok, Env.disable_gc(env)}
   end
 
   defp make_env_from(vars, opts) do
@@ -79,11 +96,21 @@ defmodule Snex do
   end
 
   @doc """
-  Frees `env` in Python now. Idempotent; later use of `env` gives
-  `{:error, %Snex.Error{code: :env_not_found}}`.
+  Frees `env` in Python now. Idempotent, works from any node, and is harmless when the
+  interpreter is gone; later use of `env` gives `{:error, %Snex.Error{code: :env_not_found}}`.
   """
   @spec destroy_env(Env.t()) :: :ok
-  def destroy_env(%Env{ref: ref}), do: Snex.Native.destroy_env(ref)
+  def destroy_env(%Env{id: id} = env) do
+    case Target.resolve(env) do
+      {:local, _pid, target, _} -> Snex.Native.destroy_env(target, id)
+      {:remote, node} -> remote(node, :destroy_env, [env], :infinity)
+      :gone -> :ok
+    end
+
+    :ok
+  catch
+    :exit, _ -> :ok
+  end
 
   @doc """
   Runs Python `code` in `env` (or in a throw-away copy of the root environment of an
@@ -100,7 +127,12 @@ defmodule Snex do
       cancelled (`asyncio.CancelledError` at its next `await`).
     * `:encoding_opts` - for `vars` (see `Snex.Serde`).
   """
-  @spec pyeval(Env.t() | interpreter(), code() | vars() | keyword(), vars() | keyword(), keyword()) ::
+  @spec pyeval(
+          Env.t() | interpreter(),
+          code() | vars() | keyword(),
+          vars() | keyword(),
+          keyword()
+        ) ::
           {:ok, term()} | {:error, Error.t()}
   def pyeval(target, code \\ nil, vars \\ %{}, opts \\ [])
 
@@ -110,27 +142,35 @@ defmodule Snex do
   def pyeval(target, vars, opts, []) when is_map(vars) and not is_struct(vars) and is_list(opts),
     do: pyeval(target, nil, vars, opts)
 
+  def pyeval(target, vars, %{} = none, [])
+      when is_map(vars) and not is_struct(vars) and map_size(none) == 0,
+      do: pyeval(target, nil, vars, [])
+
   def pyeval(target, code, opts, []) when is_list(opts), do: pyeval(target, code, %{}, opts)
 
   def pyeval(target, code, vars, opts) when is_map(vars) and is_list(opts) do
     check_vars!(vars)
     {src, file, line} = code_parts!(code)
     timeout = Keyword.get(opts, :timeout, @default_timeout)
-    {pid, nif_target, env_id} = resolve_target!(target)
     encoding = encoding_opts(opts)
 
-    if nif_target == nil do
-      gone()
-    else
-      Request.run(
-        pid,
-        nif_target,
-        fn tag, mode ->
-          fun = if mode == :dirty, do: :eval_dirty, else: :eval
-          apply(Snex.Native, fun, [nif_target, env_id, tag, src, file, line, vars, encoding])
-        end,
-        timeout
-      )
+    case Target.resolve(target) do
+      {:local, pid, nif_target, env_id} ->
+        Request.run(
+          pid,
+          nif_target,
+          fn tag, mode ->
+            fun = if mode == :dirty, do: :eval_dirty, else: :eval
+            apply(Snex.Native, fun, [nif_target, env_id, tag, src, file, line, vars, encoding])
+          end,
+          timeout
+        )
+
+      {:remote, node} ->
+        remote(node, :pyeval, [target, code, vars, opts], timeout)
+
+      :gone ->
+        gone()
     end
   end
 
@@ -159,27 +199,16 @@ defmodule Snex do
     end)
   end
 
-  # {monitored pid, NIF target (also used to cancel), env id for an interpreter target}
-  defp resolve_target!(%Env{ref: ref, interpreter: pid}), do: {pid, ref, 0}
-
-  defp resolve_target!(interpreter) do
-    {pid, res} = resolve_interpreter!(interpreter)
-    {pid, res, -1}
-  end
-
   defp gone, do: {:error, Error.new(:call_failed, :noproc)}
 
-  defp resolve_interpreter!(interpreter) do
-    case GenServer.whereis(interpreter) do
-      pid when is_pid(pid) and node(pid) == node() ->
-        {pid, Snex.Interpreter.resource(pid)}
-
-      nil ->
-        raise ArgumentError, "no interpreter found for #{inspect(interpreter)}"
-
-      other ->
-        raise ArgumentError, "interpreter #{inspect(other)} is not on this node"
-    end
+  # Runs the call on the interpreter's node; a node that goes away is :call_failed.
+  defp remote(node, fun, args, timeout) do
+    erpc_timeout = if timeout == :infinity, do: :infinity, else: timeout + 1_000
+    :erpc.call(node, __MODULE__, fun, args, erpc_timeout)
+  catch
+    :error, {:erpc, :timeout} -> {:error, Error.new(:response_timeout, "no reply from #{node}")}
+    :error, {:erpc, reason} -> {:error, Error.new(:call_failed, {:nodedown, node, reason})}
+    kind, reason -> {:error, Error.new(:call_failed, {kind, reason})}
   end
 
   defp source_env(%Env{} = env), do: env
@@ -197,8 +226,8 @@ defmodule Snex do
       end
 
       case spec do
-        %Env{ref: ref} -> {ref, 0, []}
-        {%Env{ref: ref}, opts} -> source_mode!(ref, opts)
+        %Env{id: id} -> {id, 0, []}
+        {%Env{id: id}, opts} -> source_mode!(id, opts)
       end
     end)
   end

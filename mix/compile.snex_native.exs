@@ -32,7 +32,16 @@ defmodule Mix.Tasks.Compile.SnexNative do
       end
 
       profile = System.get_env("SNEX_CARGO_PROFILE", "release")
-      args = ["build", "--quiet", "-p", "snex_nif", "--manifest-path", Path.join(root, "Cargo.toml")]
+
+      args = [
+        "build",
+        "--quiet",
+        "-p",
+        "snex_nif",
+        "--manifest-path",
+        Path.join(root, "Cargo.toml")
+      ]
+
       args = if profile == "release", do: args ++ ["--release"], else: args
 
       Mix.shell().info("Compiling Snex NIF (cargo #{profile})")

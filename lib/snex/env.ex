@@ -7,10 +7,12 @@ defmodule Snex.Env do
   frees it.
   """
 
-  @enforce_keys [:ref, :interpreter]
-  defstruct [:ref, :interpreter]
+  @enforce_keys [:id, :ref, :interpreter]
+  defstruct [:id, :ref, :interpreter]
 
-  @type t :: %__MODULE__{ref: reference(), interpreter: pid()}
+  # `ref` is the NIF resource that counts references for garbage collection; it is only valid
+  # on the node that made the env. `id` and `interpreter` identify the env anywhere.
+  @type t :: %__MODULE__{id: pos_integer(), ref: reference(), interpreter: pid()}
 
   @doc "The interpreter process the environment lives in."
   @spec interpreter(t()) :: pid()
@@ -18,10 +20,15 @@ defmodule Snex.Env do
 
   @doc """
   Keeps the environment alive after the last reference to it is gone; free it with
-  `Snex.destroy_env/1`. Returns the env.
+  `Snex.destroy_env/1`. Returns the env. Call it on the node that made the env (envs made
+  from another node have garbage collection disabled already).
   """
   @spec disable_gc(t()) :: t()
   def disable_gc(%__MODULE__{ref: ref} = env) do
+    unless Snex.Native.is_env(ref) do
+      raise ArgumentError, "disable_gc/1 must be called on the node that made the env"
+    end
+
     Snex.Native.disable_gc(ref)
     env
   end

@@ -179,8 +179,11 @@ defmodule Snex.Interpreter do
 
   defp native_start(spec) do
     case Snex.Native.start(spec) do
-      {:ok, res} -> {:ok, res}
-      {:error, message} -> {:error, Snex.Error.new(:internal_error, "cannot start Python: #{message}")}
+      {:ok, res} ->
+        {:ok, res}
+
+      {:error, message} ->
+        {:error, Snex.Error.new(:internal_error, "cannot start Python: #{message}")}
     end
   end
 
@@ -232,7 +235,9 @@ defmodule Snex.Interpreter do
     after
       timeout ->
         Snex.Native.cancel(res, id)
-        {:error, Snex.Error.new(:init_script_timeout, "the init script did not finish in #{timeout} ms")}
+
+        {:error,
+         Snex.Error.new(:init_script_timeout, "the init script did not finish in #{timeout} ms")}
     end
   end
 

@@ -14,7 +14,8 @@ defmodule Snex.Native do
   def os_pid(_interpreter), do: :erlang.nif_error(:nif_not_loaded)
   def shutdown(_interpreter), do: :erlang.nif_error(:nif_not_loaded)
   def cancel(_interpreter, _id), do: :erlang.nif_error(:nif_not_loaded)
-  def destroy_env(_env), do: :erlang.nif_error(:nif_not_loaded)
+  def destroy_env(_target, _env_id), do: :erlang.nif_error(:nif_not_loaded)
+  def is_env(_term), do: :erlang.nif_error(:nif_not_loaded)
   def disable_gc(_env), do: :erlang.nif_error(:nif_not_loaded)
 
   def eval(_target, _env_id, _tag, _code, _file, _line, _vars, _opts),

@@ -82,7 +82,8 @@ defmodule Snex.CodecTest do
   end
 
   test "atoms are equal to their names in Python", %{env: env} do
-    assert {:ok, true} = Snex.pyeval(env, "return a == 'foo' and isinstance(a, snex.Atom)", %{"a" => :foo})
+    assert {:ok, true} =
+             Snex.pyeval(env, "return a == 'foo' and isinstance(a, snex.Atom)", %{"a" => :foo})
   end
 
   test "Python values come back as terms", %{env: env} do
@@ -92,8 +93,24 @@ defmodule Snex.CodecTest do
     """
 
     assert {:ok,
-            [nil, true, false, 7, big, 2.5, "s", "b", "ba", [1], {1, 2}, %{"k" => "v"}, :atom,
-             :inf, :"-inf", :nan]} = Snex.pyeval(env, code)
+            [
+              nil,
+              true,
+              false,
+              7,
+              big,
+              2.5,
+              "s",
+              "b",
+              "ba",
+              [1],
+              {1, 2},
+              %{"k" => "v"},
+              :atom,
+              :inf,
+              :"-inf",
+              :nan
+            ]} = Snex.pyeval(env, code)
 
     assert big == -(2 ** 70)
   end

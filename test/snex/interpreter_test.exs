@@ -19,7 +19,10 @@ defmodule Snex.InterpreterTest do
 
     test ":python as a name and as a path" do
       {:ok, i1} = start_supervised({Snex.Interpreter, python: "python3", id: :a})
-      {:ok, i2} = start_supervised({Snex.Interpreter, python: System.find_executable("python3"), id: :b})
+
+      {:ok, i2} =
+        start_supervised({Snex.Interpreter, python: System.find_executable("python3"), id: :b})
+
       assert {:ok, 3} = Snex.pyeval(i1, "import sys\nreturn sys.version_info[0]")
       assert {:ok, 3} = Snex.pyeval(i2, "import sys\nreturn sys.version_info[0]")
     end
@@ -36,7 +39,8 @@ defmodule Snex.InterpreterTest do
 
       {:ok, i} =
         start_supervised(
-          {Snex.Interpreter, cd: dir, environment: %{"SNEX_TEST_VAR" => "hello", "PYTHONPATH" => "/x/y"}}
+          {Snex.Interpreter,
+           cd: dir, environment: %{"SNEX_TEST_VAR" => "hello", "PYTHONPATH" => "/x/y"}}
         )
 
       assert {:ok, [cwd, "hello", path]} =
@@ -70,7 +74,12 @@ defmodule Snex.InterpreterTest do
 
     test "child_spec with overridden id and restart" do
       spec = Snex.Interpreter.child_spec(id: :custom, restart: :temporary, label: :x)
-      assert %{id: :custom, restart: :temporary, start: {Snex.Interpreter, :start_link, [[label: :x]]}} = spec
+
+      assert %{
+               id: :custom,
+               restart: :temporary,
+               start: {Snex.Interpreter, :start_link, [[label: :x]]}
+             } = spec
     end
   end
 
@@ -116,7 +125,8 @@ defmodule Snex.InterpreterTest do
     test "sync_start?: false returns at once and the interpreter works" do
       {:ok, i} =
         start_supervised(
-          {Snex.Interpreter, sync_start?: false, init_script: "import time\ntime.sleep(0.3)\nready = True"}
+          {Snex.Interpreter,
+           sync_start?: false, init_script: "import time\ntime.sleep(0.3)\nready = True"}
         )
 
       assert {:ok, true} = Snex.pyeval(i, "return ready")
@@ -150,7 +160,10 @@ defmodule Snex.InterpreterTest do
     test "a Python stuck in synchronous code is gone within seconds of stop" do
       {:ok, i} = Snex.Interpreter.start_link()
       os_pid = Snex.Interpreter.os_pid(i)
-      task = Task.async(fn -> Snex.pyeval(i, "import time\ntime.sleep(1000)", timeout: :infinity) end)
+
+      task =
+        Task.async(fn -> Snex.pyeval(i, "import time\ntime.sleep(1000)", timeout: :infinity) end)
+
       Process.sleep(200)
       :ok = Snex.Interpreter.stop(i)
       assert {:error, %Error{code: :call_failed, reason: :normal}} = Task.await(task)
@@ -180,7 +193,12 @@ defmodule Snex.InterpreterTest do
       Process.flag(:trap_exit, true)
       {:ok, i} = Snex.Interpreter.start_link()
       os_pid = Snex.Interpreter.os_pid(i)
-      task = Task.async(fn -> Snex.pyeval(i, "import asyncio\nawait asyncio.sleep(100)", timeout: :infinity) end)
+
+      task =
+        Task.async(fn ->
+          Snex.pyeval(i, "import asyncio\nawait asyncio.sleep(100)", timeout: :infinity)
+        end)
+
       Process.sleep(100)
       System.cmd("kill", ["-9", to_string(os_pid)])
 

@@ -151,6 +151,7 @@ defmodule Snex.PyevalTest do
 
     test "code on an interpreter runs in a throw-away env", %{interpreter: interpreter} do
       assert {:ok, nil} = Snex.pyeval(interpreter, "leaked = 1")
+
       assert {:error, %Error{code: :python_runtime_error, reason: reason}} =
                Snex.pyeval(interpreter, "return leaked")
 
@@ -306,7 +307,10 @@ defmodule Snex.PyevalTest do
         Task.async(fn ->
           {:ok, env} = Snex.make_env(interpreter, %{"i" => i})
 
-          Snex.pyeval(env, "import asyncio, random\nawait asyncio.sleep(random.random() / 50)\nreturn i * i")
+          Snex.pyeval(
+            env,
+            "import asyncio, random\nawait asyncio.sleep(random.random() / 50)\nreturn i * i"
+          )
         end)
       end)
       |> Task.await_many(20_000)

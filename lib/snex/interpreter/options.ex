@@ -95,10 +95,17 @@ defmodule Snex.Interpreter.Options do
 
   defp validate_port_opts!(opts) when is_list(opts) do
     Enum.each(opts, fn
-      :use_stdio -> :ok
-      {:parallelism, b} when is_boolean(b) -> :ok
-      {key, limits} when key in [:busy_limits_port, :busy_limits_msgq] -> check_limits!(key, limits)
-      other -> raise ArgumentError, "invalid port option: #{inspect(other)}"
+      :use_stdio ->
+        :ok
+
+      {:parallelism, b} when is_boolean(b) ->
+        :ok
+
+      {key, limits} when key in [:busy_limits_port, :busy_limits_msgq] ->
+        check_limits!(key, limits)
+
+      other ->
+        raise ArgumentError, "invalid port option: #{inspect(other)}"
     end)
   end
 
@@ -112,7 +119,8 @@ defmodule Snex.Interpreter.Options do
        do: :ok
 
   defp check_limits!(key, other),
-    do: raise(ArgumentError, "invalid #{key}: #{inspect(other)}; expected {low, high} or :disabled")
+    do:
+      raise(ArgumentError, "invalid #{key}: #{inspect(other)}; expected {low, high} or :disabled")
 
   defp check!(true, _key, _expected), do: :ok
 
@@ -122,7 +130,11 @@ defmodule Snex.Interpreter.Options do
   @doc "The busy limits of the queue towards Python, or nil when disabled."
   @spec busy_limits(t()) :: {non_neg_integer(), non_neg_integer()} | nil
   def busy_limits(%__MODULE__{port_opts: port_opts}) do
-    case Keyword.get(Enum.filter(port_opts, &is_tuple/1), :busy_limits_port, @default_busy_limits_port) do
+    case Keyword.get(
+           Enum.filter(port_opts, &is_tuple/1),
+           :busy_limits_port,
+           @default_busy_limits_port
+         ) do
       :disabled -> nil
       limits -> limits
     end
@@ -169,7 +181,8 @@ defmodule Snex.Interpreter.Options do
         {:ok, path}
 
       true ->
-        {:error, Snex.Error.new(:internal_error, "python executable #{inspect(python)} not found")}
+        {:error,
+         Snex.Error.new(:internal_error, "python executable #{inspect(python)} not found")}
     end
   end
 

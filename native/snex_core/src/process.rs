@@ -1,18 +1,21 @@
-//! Starting, reaping and stopping a Python OS process.
+//! Starting, watching and stopping a Python OS process.
 //!
-//! The child gets the transport pipes on fds 3 and 4 (or on stdin/stdout), runs in its own
-//! process group, and receives `SIGKILL` when the thread that spawned it dies (the BEAM's
-//! scheduler threads live as long as the BEAM, so in practice: when the BEAM dies).
+//! The BEAM ignores `SIGCHLD`, so the kernel reaps its children at once and their exit status
+//! is lost to `wait`. Python is therefore started through a small shim: the forked child (the
+//! shim) sets `SIGCHLD` back to default, forks again, and the grandchild execs Python. The shim
+//! waits for Python and writes its pid and then its exit status into a status pipe, which we
+//! read. Both run in a new process group led by the shim, and both have `PR_SET_PDEATHSIG`
+//! (`SIGKILL`): the shim dies with the thread that spawned it (the BEAM's scheduler threads live
+//! as long as the BEAM), and Python dies with the shim.
 //!
-//! Reaping and signalling share one lock so that a signal never reaches a recycled pid: the
-//! reaper first waits for the exit *without* reaping (`WNOWAIT`), marks the child as exited under
-//! the lock, and only then reaps it.
+//! The child gets the transport pipes on fds 3 and 4 (or on stdin/stdout).
 
 use std::ffi::OsString;
 use std::fs::File;
 use std::io;
+use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
-use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -55,7 +58,12 @@ pub struct ChildHandle {
 }
 
 struct ChildState {
+    /// Python's pid.
     pid: u32,
+    /// The shim's pid, which is also the process group id.
+    pgid: u32,
+    /// Where the shim writes Python's exit status.
+    status_pipe: Mutex<Option<File>>,
     /// `None` while running, the exit status once it has exited.
     status: Mutex<Option<ExitStatusCode>>,
     exited: Condvar,
@@ -66,6 +74,7 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     // (child reads, we write) and (we read, child writes); all close-on-exec.
     let (child_read, our_write) = pipe()?;
     let (our_read, child_write) = pipe()?;
+    let (status_read, status_write) = pipe()?;
 
     let mut cmd = Command::new(&spec.program);
     cmd.args(&spec.args);
@@ -75,9 +84,9 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     if let Some(cd) = &spec.cd {
         cmd.current_dir(cd);
     }
-    cmd.process_group(0);
     cmd.stderr(Stdio::inherit());
 
+    let status_fd = status_write.as_raw_fd();
     let child_read_fd = child_read.as_raw_fd();
     let child_write_fd = child_write.as_raw_fd();
     // The child's ends must stay open until it has been spawned, and be closed right after.
@@ -96,20 +105,40 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     // SAFETY: the closure only calls async-signal-safe functions (dup2, fcntl, prctl,
     // sigprocmask, signal, getppid, syscall, _exit) and touches no heap memory.
     unsafe {
-        cmd.pre_exec(move || prepare_child(use_stdio, child_read_fd, child_write_fd, parent_pid));
+        cmd.pre_exec(move || {
+            fork_shim(status_fd, parent_pid)?;
+            prepare_python(use_stdio, child_read_fd, child_write_fd)
+        });
     }
 
-    let child = cmd.spawn()?;
+    check_executable(&spec.program)?;
+    // std reaps the child itself when exec fails, and that wait panics when SIGCHLD is
+    // ignored (as in the BEAM); the check above makes that path rare, this makes it harmless.
+    let child = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd.spawn()))
+        .map_err(|_| io::Error::other("cannot start the program"))??;
     drop(child_ends);
     drop(cmd);
-    let pid = child.id();
-    // We reap through waitid/waitpid ourselves; the std handle is not needed any more.
+    drop(status_write);
+    let pgid = child.id();
+    // The shim is reaped by the kernel (or by `wait`); the std handle is not needed.
     drop(child);
+    let mut status_pipe = File::from(status_read);
+    let mut pid_bytes = [0u8; 4];
+    if let Err(e) = status_pipe.read_exact(&mut pid_bytes) {
+        let _ = killpg(Pid::from_raw(pgid as libc::pid_t), Signal::SIGKILL);
+        return Err(io::Error::new(
+            e.kind(),
+            "the process shim did not start Python",
+        ));
+    }
+    let pid = u32::from_be_bytes(pid_bytes);
 
     Ok(Spawned {
         handle: ChildHandle {
             inner: Arc::new(ChildState {
                 pid,
+                pgid,
+                status_pipe: Mutex::new(Some(status_pipe)),
                 status: Mutex::new(None),
                 exited: Condvar::new(),
             }),
@@ -119,29 +148,134 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     })
 }
 
-/// Runs in the forked child before `exec`.
-fn prepare_child(
-    use_stdio: bool,
-    child_read: RawFd,
-    child_write: RawFd,
-    parent_pid: libc::pid_t,
-) -> io::Result<()> {
-    // SAFETY: plain syscalls on integers; see the caller for signal safety.
+/// Fails with `NotFound` unless `program` (a path, or a name on `PATH`) is executable.
+fn check_executable(program: &std::ffi::OsStr) -> io::Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let executable = |path: &std::path::Path| {
+        std::ffi::CString::new(path.as_os_str().as_bytes())
+            // SAFETY: access() reads a NUL-terminated path.
+            .map(|c| unsafe { libc::access(c.as_ptr(), libc::X_OK) } == 0 && path.is_file())
+            .unwrap_or(false)
+    };
+    let found = if program.as_bytes().contains(&b'/') {
+        executable(std::path::Path::new(program))
+    } else {
+        std::env::var_os("PATH")
+            .map(|paths| std::env::split_paths(&paths).any(|dir| executable(&dir.join(program))))
+            .unwrap_or(false)
+    };
+    if found {
+        Ok(())
+    } else {
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{} not found or not executable", program.to_string_lossy()),
+        ))
+    }
+}
+
+/// Runs in the forked child: becomes the shim (which never returns from here) after forking
+/// the grandchild that goes on to exec Python.
+fn fork_shim(status_fd: RawFd, parent_pid: libc::pid_t) -> io::Result<()> {
+    // SAFETY: only async-signal-safe calls (prctl, getppid, signal, setpgid, fork, waitpid,
+    // write, syscall, _exit) on plain integers; no heap memory is touched.
     unsafe {
         if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
             return Err(io::Error::last_os_error());
         }
-        // The parent may have died between fork and prctl.
+        // The BEAM may have died between fork and prctl.
         if libc::getppid() != parent_pid {
             libc::_exit(137);
         }
+        libc::setpgid(0, 0);
+        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
+        let shim_pid = libc::getpid();
+        let python = libc::fork();
+        if python < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        if python == 0 {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            if libc::getppid() != shim_pid {
+                libc::_exit(137);
+            }
+            return Ok(());
+        }
+        run_shim(status_fd, python)
+    }
+}
+
+/// The shim's whole life: report Python's pid, wait for it, report its status, exit.
+unsafe fn run_shim(status_fd: RawFd, python: libc::pid_t) -> ! {
+    // Stopping sends SIGTERM to the group; the shim outlives it to report the status.
+    libc::signal(libc::SIGTERM, libc::SIG_IGN);
+    libc::signal(libc::SIGINT, libc::SIG_IGN);
+    libc::signal(libc::SIGHUP, libc::SIG_IGN);
+    // Keep only the status pipe: holding the transport pipes (or the pipe std uses to report
+    // exec errors) open would hide their closing from the other side.
+    let status = libc::fcntl(status_fd, libc::F_DUPFD, 0);
+    for fd in 0..status {
+        libc::close(fd);
+    }
+    libc::syscall(
+        libc::SYS_close_range,
+        (status + 1) as libc::c_uint,
+        libc::c_uint::MAX,
+        0 as libc::c_uint,
+    );
+    let pid_bytes = (python as u32).to_be_bytes();
+    write_all_raw(status, &pid_bytes);
+    let mut raw: libc::c_int = 0;
+    let code: u32 = loop {
+        let rc = libc::waitpid(python, &mut raw, 0);
+        if rc == python {
+            break if libc::WIFEXITED(raw) {
+                libc::WEXITSTATUS(raw) as u32
+            } else if libc::WIFSIGNALED(raw) {
+                128 + libc::WTERMSIG(raw) as u32
+            } else {
+                255
+            };
+        }
+        if rc < 0 && *libc::__errno_location() != libc::EINTR {
+            break 255;
+        }
+    };
+    write_all_raw(status, &code.to_be_bytes());
+    libc::_exit(0)
+}
+
+unsafe fn write_all_raw(fd: RawFd, bytes: &[u8]) {
+    let mut done = 0;
+    while done < bytes.len() {
+        let n = libc::write(
+            fd,
+            bytes[done..].as_ptr() as *const libc::c_void,
+            bytes.len() - done,
+        );
+        if n <= 0 {
+            if n < 0 && *libc::__errno_location() == libc::EINTR {
+                continue;
+            }
+            return;
+        }
+        done += n as usize;
+    }
+}
+
+/// Runs in the grandchild before it execs Python.
+fn prepare_python(use_stdio: bool, child_read: RawFd, child_write: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscalls on integers; see `fork_shim` for signal safety.
+    unsafe {
         // The BEAM blocks and ignores some signals in its threads; Python should start clean.
         let mut empty: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut empty);
         libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-        libc::signal(libc::SIGINT, libc::SIG_DFL);
-        libc::signal(libc::SIGTERM, libc::SIG_DFL);
+        for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
+            libc::signal(sig, libc::SIG_DFL);
+        }
 
         if !use_stdio {
             // Move both ends above 4 first, so that dup2 onto 3 or 4 cannot clobber either.
@@ -187,42 +321,28 @@ impl ChildHandle {
         *lock(&self.inner.status)
     }
 
-    /// Blocks until the child exits, reaps it, kills what is left of its process group, and
-    /// returns its status. Call it from exactly one thread.
+    /// Blocks until Python exits (as reported by the shim), kills what is left of its process
+    /// group, and returns its status. Call it from exactly one thread.
     pub fn wait(&self) -> ExitStatusCode {
-        let pid = self.inner.pid as libc::pid_t;
-        // Wait without reaping, so that the pid stays ours while we take the lock.
-        loop {
-            // SAFETY: siginfo is plain data filled in by the kernel.
-            let mut info: libc::siginfo_t = unsafe { std::mem::zeroed() };
-            let rc = unsafe {
-                libc::waitid(
-                    libc::P_PID,
-                    pid as libc::id_t,
-                    &mut info,
-                    libc::WEXITED | libc::WNOWAIT,
-                )
-            };
-            if rc == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-                break;
-            }
-        }
-        let mut status = lock(&self.inner.status);
-        let mut raw: libc::c_int = 0;
-        // SAFETY: reaping our own child.
-        let rc = unsafe { libc::waitpid(pid, &mut raw, 0) };
-        let code = if rc == pid {
-            let st = std::process::ExitStatus::from_raw(raw);
-            match (st.code(), st.signal()) {
-                (Some(c), _) => c,
-                (None, Some(s)) => 128 + s,
-                _ => 255,
-            }
-        } else {
-            255
+        let pipe = lock(&self.inner.status_pipe).take();
+        let mut code_bytes = [0u8; 4];
+        let code = match pipe.map(|mut p| p.read_exact(&mut code_bytes)) {
+            Some(Ok(())) => u32::from_be_bytes(code_bytes) as ExitStatusCode,
+            // The shim itself was killed (e.g. the whole group got SIGKILL).
+            _ => 128 + libc::SIGKILL,
         };
+        let mut status = lock(&self.inner.status);
+        // Reap the shim if the kernel does not do it for us (SIGCHLD not ignored).
+        // SAFETY: waiting for our own child; ECHILD when already reaped is fine.
+        unsafe {
+            let mut raw = 0;
+            libc::waitpid(self.inner.pgid as libc::pid_t, &mut raw, 0);
+        }
         // Python's own children go with it.
-        let _ = killpg(Pid::from_raw(pid), Signal::SIGKILL);
+        let _ = killpg(
+            Pid::from_raw(self.inner.pgid as libc::pid_t),
+            Signal::SIGKILL,
+        );
         *status = Some(code);
         self.inner.exited.notify_all();
         code
@@ -232,7 +352,7 @@ impl ChildHandle {
     pub fn signal_group(&self, signal: Signal) {
         let status = lock(&self.inner.status);
         if status.is_none() {
-            let _ = killpg(Pid::from_raw(self.inner.pid as libc::pid_t), signal);
+            let _ = killpg(Pid::from_raw(self.inner.pgid as libc::pid_t), signal);
         }
     }
 
@@ -338,6 +458,29 @@ mod tests {
         assert_eq!(s.handle.wait(), 7);
         let s = spawn(&sh("kill -9 $$")).unwrap();
         assert_eq!(s.handle.wait(), 128 + 9);
+    }
+
+    #[test]
+    fn status_is_reported_when_sigchld_is_ignored() {
+        // As in the BEAM: children are reaped by the kernel, yet the shim reports the status.
+        // SAFETY: changes this test binary's disposition only; the shim resets it for itself.
+        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
+        let s = spawn(&sh("exit 9")).unwrap();
+        assert_eq!(s.handle.wait(), 9);
+        let s = spawn(&sh("kill -11 $$")).unwrap();
+        assert_eq!(s.handle.wait(), 128 + 11);
+    }
+
+    #[test]
+    fn pid_is_pythons_not_the_shims() {
+        let mut s = spawn(&sh("echo $$ >&4")).unwrap();
+        let waiter = s.handle.clone();
+        let t = std::thread::spawn(move || waiter.wait());
+        drop(s.to_child);
+        let mut out = String::new();
+        s.from_child.read_to_string(&mut out).unwrap();
+        assert_eq!(out.trim(), s.handle.pid().to_string());
+        assert_eq!(t.join().unwrap(), 0);
     }
 
     #[test]

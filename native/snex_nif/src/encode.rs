@@ -95,6 +95,31 @@ enum Work<'a> {
     EndSet(usize, bool),
 }
 
+/// Writes a map of variables (binary keys, checked by Elixir) as a `dict` whose keys are
+/// always `str`, whatever `binary_as` says: they are Python names.
+pub fn encode_vars<'a>(
+    w: &mut PickleWriter,
+    vars: Term<'a>,
+    opts: &EncodeOpts,
+    budget: &mut Budget,
+) -> Result<(), EncodeError> {
+    let iter =
+        MapIterator::new(vars).ok_or_else(|| EncodeError::Invalid("vars must be a map".into()))?;
+    let pairs: Vec<(Term<'a>, Term<'a>)> = iter.collect();
+    let n = pairs.len();
+    w.begin_dict(n);
+    for (key, value) in pairs {
+        let name = Binary::from_term(key)
+            .map_err(|_| EncodeError::Invalid("variable names must be strings".into()))?;
+        let name = std::str::from_utf8(name.as_slice())
+            .map_err(|_| EncodeError::Invalid("variable names must be UTF-8".into()))?;
+        w.key_str(name);
+        encode_term(w, value, opts, budget)?;
+    }
+    w.end_dict(n);
+    Ok(())
+}
+
 /// Writes `term` as one pickled value.
 pub fn encode_term<'a>(
     w: &mut PickleWriter,

@@ -12,7 +12,7 @@ use snex_core::process::SpawnSpec;
 
 use crate::atoms;
 use crate::core::{Core, Pending};
-use crate::encode::{encode_term, Budget, EncodeError, EncodeOpts};
+use crate::encode::{encode_term, encode_vars, Budget, EncodeError, EncodeOpts};
 use crate::resources::{EnvRes, InterpreterRes};
 use crate::writer::Outgoing;
 
@@ -182,7 +182,7 @@ fn eval_with<'a>(
     }
     w.str(&String::from_utf8_lossy(file.as_slice()));
     w.int(line);
-    let encoded = encode_term(&mut w, vars, &opts, &mut budget);
+    let encoded = encode_vars(&mut w, vars, &opts, &mut budget);
     w.end_tuple(5);
     Ok(match encoded {
         Ok(()) => submit(env, &interp, tag, kind::EVAL, w.finish()),
@@ -251,7 +251,7 @@ fn make_env_with<'a>(
         w.end_tuple(3);
     }
     w.end_list(sources.len());
-    let encoded = encode_term(&mut w, vars, &opts, &mut budget);
+    let encoded = encode_vars(&mut w, vars, &opts, &mut budget);
     w.end_tuple(3);
     if let Err(e) = encoded {
         return Ok(encode_failure(env, e));

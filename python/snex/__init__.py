@@ -1,0 +1,28 @@
+"""Snex: the Python side of Elixir's Snex.
+
+Every environment has this package as ``snex`` and its module proxy as ``Elixir``.
+"""
+
+from . import code, runner
+from .codec import set_custom_encoder
+from .interface import call, cast, send
+from .logging_handler import LoggingHandler
+from .proxy import BeamModuleProxy, Elixir
+from .types import Atom, DistinctAtom, ElixirError, EncodeError, Term
+
+__all__ = [
+    "Atom",
+    "BeamModuleProxy",
+    "DistinctAtom",
+    "Elixir",
+    "ElixirError",
+    "EncodeError",
+    "LoggingHandler",
+    "Term",
+    "call",
+    "cast",
+    "code",
+    "runner",
+    "send",
+    "set_custom_encoder",
+]

@@ -1,0 +1,82 @@
+"""Compiling user code: module-level code with top-level ``await`` and ``return``."""
+
+from __future__ import annotations
+
+import ast
+from collections import OrderedDict
+from types import CodeType
+from typing import Any
+
+RETURN_NAME = "__snex_return__"
+
+_CACHE_SIZE = 1024
+_cache: OrderedDict[tuple[str, str, int], CodeType] = OrderedDict()
+_hits = 0
+_misses = 0
+
+
+class SnexReturn(BaseException):
+    """Raised by a top-level ``return``: ends the code with a value.
+
+    A `BaseException`, so that ``except Exception:`` in user code does not catch it;
+    ``finally`` blocks run as for a real ``return``.
+    """
+
+    def __init__(self, value: Any = None) -> None:
+        super().__init__()
+        self.value = value
+
+
+class _TopLevelReturns(ast.NodeTransformer):
+    """Turns ``return X`` outside functions and classes into ``raise __snex_return__(X)``."""
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        return node
+
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> ast.AST:
+        return node
+
+    def visit_Lambda(self, node: ast.Lambda) -> ast.AST:
+        return node
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        return node
+
+    def visit_Return(self, node: ast.Return) -> ast.AST:
+        args = [node.value] if node.value is not None else []
+        call = ast.Call(func=ast.Name(id=RETURN_NAME, ctx=ast.Load()), args=args, keywords=[])
+        return ast.copy_location(ast.Raise(exc=call, cause=None), node)
+
+
+def compile_code(src: str, file: str, line: int) -> CodeType:
+    """Compiles `src` (cached); its first line is reported as line ``max(line, 1)`` of `file`."""
+    global _hits, _misses
+    key = (src, file, line)
+    cached = _cache.get(key)
+    if cached is not None:
+        _hits += 1
+        _cache.move_to_end(key)
+        return cached
+    _misses += 1
+    try:
+        tree = ast.parse(src, filename=file, mode="exec")
+    except SyntaxError as e:
+        if e.lineno is not None and line > 1:
+            e.lineno += line - 1
+        raise
+    tree = _TopLevelReturns().visit(tree)
+    if line > 1:
+        ast.increment_lineno(tree, line - 1)
+    ast.fix_missing_locations(tree)
+    code: CodeType = compile(
+        tree, file, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+    )
+    _cache[key] = code
+    if len(_cache) > _CACHE_SIZE:
+        _cache.popitem(last=False)
+    return code
+
+
+def compile_cache_info() -> tuple[int, int]:
+    """``(hits, misses)`` of the compile cache."""
+    return (_hits, _misses)

@@ -1,0 +1,188 @@
+"""End to end: `python -m snex` driven over its fd 3/4 pipes, as the NIF drives it."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import pickle
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from snex.runner import (
+    CALL,
+    CALL_RESULT,
+    CANCEL,
+    DESTROY_ENV,
+    EVAL,
+    MAKE_ENV,
+    REPLY_ERROR,
+    REPLY_OK,
+)
+
+PYTHON_DIR = Path(__file__).resolve().parents[1]
+
+
+class Peer:
+    def __init__(self) -> None:
+        to_r, self.to_w = os.pipe()
+        self.from_r, from_w = os.pipe()
+
+        def setup() -> None:
+            # Move both above 4 first so that neither is clobbered, then onto 3 and 4.
+            r = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10)
+            w = fcntl.fcntl(from_w, fcntl.F_DUPFD, 10)
+            os.dup2(r, 3)
+            os.dup2(w, 4)
+
+        env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR)}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "snex"], preexec_fn=setup, pass_fds=(3, 4), env=env
+        )
+        os.close(to_r)
+        os.close(from_w)
+        self.next_id = 1
+
+    def send(self, kind: int, req_id: int, body: Any = None) -> None:
+        data = b"" if body is None else pickle.dumps(body, 5)
+        os.write(self.to_w, struct.pack(">IBQ", 9 + len(data), kind, req_id) + data)
+
+    def _read_exact(self, n: int) -> bytes:
+        out = b""
+        while len(out) < n:
+            chunk = os.read(self.from_r, n - len(out))
+            if not chunk:
+                raise EOFError
+            out += chunk
+        return out
+
+    def recv(self) -> tuple[int, int, Any]:
+        length, kind, req_id = struct.unpack(">IBQ", self._read_exact(13))
+        return kind, req_id, pickle.loads(self._read_exact(length - 9))
+
+    def eval(self, code: str | None, env_id: int = -1, variables: Any = None) -> tuple[int, Any]:
+        req = self.next_id
+        self.next_id += 1
+        self.send(EVAL, req, (env_id, code, "<t>", 0, variables or {}))
+        kind, rid, body = self.recv()
+        assert rid == req
+        return kind, body
+
+    def close(self) -> int:
+        os.close(self.to_w)
+        return self.proc.wait(timeout=10)
+
+
+@pytest.fixture
+def peer() -> Iterator[Peer]:
+    p = Peer()
+    yield p
+    if p.proc.poll() is None:
+        p.proc.kill()
+
+
+def make_env(peer: Peer, env_id: int, sources: Any = (), variables: Any = None) -> tuple[int, Any]:
+    peer.send(MAKE_ENV, 1000 + env_id, (env_id, list(sources), variables or {}))
+    kind, _, body = peer.recv()
+    return kind, body
+
+
+def test_eval_and_envs(peer: Peer) -> None:
+    assert peer.eval("return 1 + 1") == (REPLY_OK, 2)
+    assert make_env(peer, 1, variables={"x": 5}) == (REPLY_OK, None)
+    assert peer.eval("y = x * 2", env_id=1) == (REPLY_OK, None)
+    assert peer.eval("return y", env_id=1) == (REPLY_OK, 10)
+    # The throw-away env does not see env 1.
+    kind, (code, _, _) = peer.eval("return y")
+    assert kind == REPLY_ERROR and code == "python_runtime_error"
+    assert make_env(peer, 2, sources=[(1, 1, ["y"])]) == (REPLY_OK, None)
+    assert peer.eval("return [y, 'x' in globals()]", env_id=2) == (REPLY_OK, [10, False])
+    kind, (code, reason, _) = make_env(peer, 3, sources=[(1, 1, ["nope"])])
+    assert code == "env_key_not_found" and "nope" in reason
+    peer.send(DESTROY_ENV, 1)
+    kind, (code, _, _) = peer.eval("return 1", env_id=1)
+    assert code == "env_not_found"
+
+
+def test_errors_and_tracebacks(peer: Peer) -> None:
+    kind, (code, reason, tb) = peer.eval("def f():\n    raise ValueError('bad')\nf()")
+    assert kind == REPLY_ERROR and code == "python_runtime_error" and reason == "bad"
+    text = "".join(tb)
+    assert 'File "<t>", line 2, in f' in text
+    assert "runner.py" not in text
+    kind, (code, _, _) = peer.eval("import sys\nsys.exit(1)")
+    assert code == "python_runtime_error"
+    assert peer.eval("return 'alive'") == (REPLY_OK, "alive")
+    kind, (code, reason, _) = peer.eval("return object()")
+    assert code == "encode_error" and "object" in reason
+
+
+def test_cancel(peer: Peer) -> None:
+    assert make_env(peer, 1) == (REPLY_OK, None)
+    peer.send(
+        EVAL,
+        50,
+        (
+            1,
+            "import asyncio\ntry:\n    await asyncio.sleep(100)\n"
+            "except asyncio.CancelledError:\n    state = 'cancelled'\n    raise",
+            "<t>",
+            0,
+            {},
+        ),
+    )
+    time.sleep(0.2)  # let the task start (a task cancelled before it starts never runs)
+    peer.send(CANCEL, 50)
+    assert peer.eval("import asyncio\nawait asyncio.sleep(0.05)\nreturn state", env_id=1) == (
+        REPLY_OK,
+        "cancelled",
+    )
+
+
+def test_concurrent_evals(peer: Peer) -> None:
+    for i in range(100):
+        peer.send(
+            EVAL,
+            i + 1,
+            (
+                -1,
+                "import asyncio, random\nawait asyncio.sleep(random.random() / 100)\nreturn i",
+                "<t>",
+                0,
+                {"i": i},
+            ),
+        )
+    replies = {rid: body for _, rid, body in (peer.recv() for _ in range(100))}
+    assert replies == {i + 1: i for i in range(100)}
+
+
+def test_calls_to_elixir(peer: Peer) -> None:
+    peer.send(
+        EVAL,
+        7,
+        (
+            -1,
+            "try:\n    a = await snex.call('erlang', 'abs', [-1])\n"
+            "    await snex.call('m', 'f', [])\nexcept snex.ElixirError as e:\n"
+            "    return [a, str(e)]",
+            "<t>",
+            0,
+            {},
+        ),
+    )
+    kind, call_id, (module, function, args, node, _opts) = peer.recv()
+    assert (kind, module, function, args, node) == (CALL, "erlang", "abs", [-1], None)
+    peer.send(CALL_RESULT, call_id, (True, 1))
+    kind, call_id, _ = peer.recv()
+    peer.send(CALL_RESULT, call_id, (False, "** (RuntimeError) boom"))
+    assert peer.recv() == (REPLY_OK, 7, [1, "** (RuntimeError) boom"])
+
+
+def test_eof_exits_cleanly(peer: Peer) -> None:
+    assert peer.close() == 0

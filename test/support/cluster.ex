@@ -1,0 +1,45 @@
+defmodule Snex.Test.Cluster do
+  @moduledoc false
+  # Starts real peer nodes on this machine for cluster tests (epmd is started if needed).
+
+  @doc "Makes this node distributed (once)."
+  def ensure_distributed do
+    unless Node.alive?() do
+      {_, 0} = System.cmd("epmd", ["-daemon"])
+      name = :"snex_test_#{System.unique_integer([:positive])}@127.0.0.1"
+      {:ok, _} = Node.start(name, :longnames)
+    end
+
+    :ok
+  end
+
+  @doc "Runs on a peer: starts an interpreter that outlives the calling (erpc) process."
+  def start_interpreter(opts) do
+    {:ok, pid} = Snex.Interpreter.start_link(opts)
+    Process.unlink(pid)
+    {:ok, pid}
+  end
+
+  @doc "Runs on a peer: makes an env that outlives the calling (erpc) process."
+  def make_kept_env(interpreter, vars) do
+    {:ok, env} = Snex.make_env(interpreter, vars)
+    {:ok, Snex.Env.disable_gc(env)}
+  end
+
+  @doc "Starts a peer node with our code paths and the snex application running."
+  def start_peer(name) do
+    ensure_distributed()
+    paths = Enum.flat_map(:code.get_path(), &[~c"-pa", &1])
+
+    {:ok, peer, node} =
+      :peer.start_link(%{
+        name: name,
+        host: ~c"127.0.0.1",
+        longnames: true,
+        args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie()) | paths]
+      })
+
+    {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:snex])
+    {peer, node}
+  end
+end
