@@ -33,6 +33,12 @@ defmodule Snex.Bench do
     total / seconds
   end
 
+  @doc "Calls per second of `fun` run by the calling process for `seconds`."
+  def throughput_here(seconds, fun) do
+    deadline = System.monotonic_time(:millisecond) + seconds * 1000
+    loop(fun, deadline, 0) / seconds
+  end
+
   defp loop(fun, deadline, n) do
     if System.monotonic_time(:millisecond) >= deadline do
       n
@@ -44,19 +50,20 @@ defmodule Snex.Bench do
 
   @pong """
   import os, sys
-  r, w = sys.stdin.buffer.raw, sys.stdout.buffer.raw
-  while True:
-      head = r.read(4)
-      if len(head) < 4:
-          break
-      n = int.from_bytes(head, "big")
-      body = b""
-      while len(body) < n:
-          chunk = r.read(n - len(body))
+
+  def read_exact(n):
+      data = b""
+      while len(data) < n:
+          chunk = os.read(0, n - len(data))
           if not chunk:
               sys.exit(0)
-          body += chunk
-      w.write(head + body)
+          data += chunk
+      return data
+
+  while True:
+      head = read_exact(4)
+      body = read_exact(int.from_bytes(head, "big"))
+      os.write(1, head + body)
   """
 
   @doc "A minimal Python echo loop behind a port (4-byte length packets): the latency floor."

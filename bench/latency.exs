@@ -20,7 +20,7 @@ Bench.sample(500, fn -> Bench.raw_roundtrip(port, "x") end)
 raw = Bench.sample(n, fn -> Bench.raw_roundtrip(port, "x") end)
 snex = Bench.sample(n, call)
 
-raw_tput = Bench.throughput(1, seconds, fn -> Bench.raw_roundtrip(port, "x") end)
+raw_tput = Bench.throughput_here(seconds, fn -> Bench.raw_roundtrip(port, "x") end)
 tput1 = Bench.throughput(1, seconds, call)
 tput50 = Bench.throughput(50, seconds, call)
 
