@@ -60,9 +60,11 @@ defmodule Snex do
           pid,
           res,
           fn tag, mode ->
-            fun = if mode == :dirty, do: :make_env_dirty, else: :make_env
+            args = fn transform, extra ->
+              [res, tag, sources, transform.(vars), encoding + extra]
+            end
 
-            case apply(Snex.Native, fun, [res, tag, sources, vars, encoding]) do
+            case Request.invoke(:make_env, mode, args) do
               {:ok, request_id, {ref, id}} ->
                 {:ok, request_id, %Env{id: id, ref: ref, interpreter: pid}}
 
@@ -160,8 +162,9 @@ defmodule Snex do
           pid,
           nif_target,
           fn tag, mode ->
-            fun = if mode == :dirty, do: :eval_dirty, else: :eval
-            apply(Snex.Native, fun, [nif_target, env_id, tag, src, file, line, vars, encoding])
+            Request.invoke(:eval, mode, fn transform, extra ->
+              [nif_target, env_id, tag, src, file, line, transform.(vars), encoding + extra]
+            end)
           end,
           timeout
         )

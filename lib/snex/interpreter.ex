@@ -201,6 +201,7 @@ defmodule Snex.Interpreter do
     submitted =
       case eval_root(res, tag, code, vars, opts, :normal) do
         :dirty -> eval_root(res, tag, code, vars, opts, :dirty)
+        :protocol -> eval_root(res, tag, code, vars, opts, :resolved)
         other -> other
       end
 
@@ -218,8 +219,9 @@ defmodule Snex.Interpreter do
         %Snex.Code{src: src, file: file, line: line} -> {IO.iodata_to_binary(src), file, line}
       end
 
-    fun = if mode == :dirty, do: :eval_dirty, else: :eval
-    apply(Snex.Native, fun, [res, 0, tag, src, file, line, vars, opts])
+    Snex.Request.invoke(:eval, mode, fn transform, extra ->
+      [res, 0, tag, src, file, line, transform.(vars), opts + extra]
+    end)
   end
 
   defp await_init(res, tag, id, timeout) do

@@ -11,6 +11,7 @@ defmodule Snex.Native do
   end
 
   def start(_opts), do: :erlang.nif_error(:nif_not_loaded)
+  def set_mapset_template(_empty), do: :erlang.nif_error(:nif_not_loaded)
   def os_pid(_interpreter), do: :erlang.nif_error(:nif_not_loaded)
   def shutdown(_interpreter), do: :erlang.nif_error(:nif_not_loaded)
   def cancel(_interpreter, _id), do: :erlang.nif_error(:nif_not_loaded)

@@ -9,8 +9,13 @@ defmodule Snex.Request do
 
   alias Snex.Error
 
-  @typedoc "Submits the request: gets the tag and `:normal | :dirty`, returns the NIF's answer."
-  @type submit_fun :: (reference(), :normal | :dirty -> term())
+  @typedoc """
+  Submits the request: gets the tag and the mode, returns the NIF's answer. Modes: `:normal`
+  (first try), `:dirty` (too big for a normal scheduler), `:resolved` (apply the
+  `Snex.Serde.Encoder` protocol first); see `invoke/3`.
+  """
+  @type mode :: :normal | :dirty | :resolved
+  @type submit_fun :: (reference(), mode() -> term())
 
   @doc "Runs one request against `interpreter` (pid) with NIF resource `resource`."
   @spec run(pid(), reference(), submit_fun(), timeout()) ::
@@ -31,6 +36,9 @@ defmodule Snex.Request do
 
       :dirty ->
         submit(resource, tag, submit, :dirty, deadline)
+
+      :protocol ->
+        submit(resource, tag, submit, :resolved, deadline)
 
       :busy ->
         case wait_writable(tag, deadline) do
@@ -53,6 +61,19 @@ defmodule Snex.Request do
         end
     end
   end
+
+  @doc """
+  Calls NIF function `fun` in `mode`: `args_fun.(transform, extra_opts)` builds its arguments,
+  applying `transform` to the value to encode and OR-ing `extra_opts` into the packed options.
+  """
+  @spec invoke(atom(), mode(), ((term() -> term()), non_neg_integer() -> list())) :: term()
+  def invoke(fun, :normal, args_fun), do: apply(Snex.Native, fun, args_fun.(& &1, 0))
+
+  def invoke(fun, :dirty, args_fun),
+    do: apply(Snex.Native, :"#{fun}_dirty", args_fun.(& &1, 0))
+
+  def invoke(fun, :resolved, args_fun),
+    do: apply(Snex.Native, :"#{fun}_dirty", args_fun.(&Snex.Serde.Prewalk.resolve/1, 0x80))
 
   defp wrap_extra({:ok, _value}, extra) when extra != nil, do: {:ok, extra}
   defp wrap_extra(other, _extra), do: other

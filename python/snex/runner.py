@@ -195,7 +195,7 @@ class Connection:
         try:
             env_id, src, file, line, variables = codec.decode(body)
         except Exception as e:  # noqa: BLE001 - any decode failure is that request's error
-            self.reply_error(req_id, "decode_error", f"cannot decode the request: {e}", None)
+            self.reply_error(req_id, "encode_error", f"cannot build the Python values: {e}", None)
             return
         env = self._env(env_id)
         if env is None:
@@ -252,7 +252,7 @@ class Connection:
         try:
             new_id, sources, variables = codec.decode(body)
         except Exception as e:  # noqa: BLE001 - any decode failure is that request's error
-            self.reply_error(req_id, "decode_error", f"cannot decode the request: {e}", None)
+            self.reply_error(req_id, "encode_error", f"cannot build the Python values: {e}", None)
             return
         env = dict(self.envs[ROOT_ENV])
         for src_id, mode, names in sources:

@@ -84,9 +84,12 @@ defmodule Snex.Interpreter.Callbacks do
   defp reply(res, id, ok, value, opts) do
     packed = EncodingOpts.pack(opts)
 
+    args = fn transform, extra -> [res, id, ok, transform.(value), packed + extra] end
+
     result =
-      case Snex.Native.call_result(res, id, ok, value, packed) do
-        :dirty -> Snex.Native.call_result_dirty(res, id, ok, value, packed)
+      case Snex.Request.invoke(:call_result, :normal, args) do
+        :dirty -> Snex.Request.invoke(:call_result, :dirty, args)
+        :protocol -> Snex.Request.invoke(:call_result, :resolved, args)
         other -> other
       end
 

@@ -5,13 +5,45 @@
 //! whole message is validated first and then decoded again with atom creation allowed.
 
 use rustler::types::{atom::Atom, NewBinary};
-use rustler::{BigInt, Encoder, Env, Term};
+use std::sync::Mutex;
+
+use rustler::env::SavedTerm;
+use rustler::{BigInt, Encoder, Env, OwnedEnv, Term};
 use snex_core::pickle::{self, Builder, DecodeError};
 
 use crate::atoms;
 
 /// Longest atom the BEAM accepts, in characters.
 const MAX_ATOM_CHARS: usize = 255;
+
+/// An empty `MapSet` of the running Elixir (its fields differ between versions), given by
+/// `Snex.Native.set_mapset_template/1` when the application starts.
+static MAPSET_TEMPLATE: Mutex<Option<(OwnedEnv, SavedTerm)>> = Mutex::new(None);
+
+/// Remembers `empty` (`MapSet.new()`) as the shape of decoded sets.
+pub fn set_mapset_template(empty: Term) {
+    let env = OwnedEnv::new();
+    let saved = env.save(empty);
+    *MAPSET_TEMPLATE.lock().unwrap_or_else(|p| p.into_inner()) = Some((env, saved));
+}
+
+fn mapset_template(env: Env<'_>) -> Term<'_> {
+    let template = MAPSET_TEMPLATE.lock().unwrap_or_else(|p| p.into_inner());
+    match template.as_ref() {
+        Some((owner, saved)) => owner.run(|own| saved.load(own).in_env(env)),
+        // Before the application has started: the shape of Elixir 1.14.
+        None => {
+            let keys = [
+                atoms::__struct__().encode(env),
+                atoms::map().encode(env),
+                atoms::version().encode(env),
+            ];
+            let empty = rustler::types::map::map_new(env);
+            let vals = [atoms::map_set().encode(env), empty, 2.encode(env)];
+            Term::map_from_term_arrays(env, &keys, &vals).unwrap_or(empty)
+        }
+    }
+}
 
 /// Decodes a pickle body into a term in `env`.
 pub fn decode<'a>(env: Env<'a>, data: &[u8]) -> Result<Term<'a>, DecodeError> {
@@ -100,12 +132,8 @@ impl<'a> Builder for TermBuilder<'a> {
         let values = vec![empty; items.len()];
         let inner = Term::map_from_term_arrays(self.env, &items, &values)
             .map_err(|_| DecodeError::new("set has items that are equal in Elixir".to_string()))?;
-        let keys = [
-            atoms::__struct__().encode(self.env),
-            atoms::map().encode(self.env),
-        ];
-        let vals = [atoms::map_set().encode(self.env), inner];
-        Term::map_from_term_arrays(self.env, &keys, &vals)
+        mapset_template(self.env)
+            .map_update(atoms::map().encode(self.env), inner)
             .map_err(|_| DecodeError::new("cannot build MapSet".to_string()))
     }
 

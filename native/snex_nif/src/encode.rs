@@ -7,7 +7,7 @@
 
 use rustler::types::{Binary, MapIterator};
 use rustler::{BigInt, Term, TermType};
-use snex_core::pickle::PickleWriter;
+use snex_core::pickle::{ExternalKind, PickleWriter};
 
 use crate::atoms;
 
@@ -25,6 +25,9 @@ pub struct EncodeOpts {
     pub binary_as: BinaryAs,
     pub frozenset: bool,
     pub distinct_atoms: bool,
+    /// Structs other than Snex's own and `MapSet` are final (Elixir already applied the
+    /// `Snex.Serde.Encoder` protocol): encode them as dicts instead of asking Elixir.
+    pub structs_resolved: bool,
 }
 
 impl EncodeOpts {
@@ -46,6 +49,7 @@ impl EncodeOpts {
             },
             frozenset: pick(0x20, 0x4) != 0,
             distinct_atoms: pick(0x40, 0x8) != 0,
+            structs_resolved: call & 0x80 != 0,
         }
     }
 }
@@ -55,6 +59,9 @@ impl EncodeOpts {
 pub enum EncodeError {
     /// The budget for a normal scheduler ran out: retry on a dirty scheduler.
     Dirty,
+    /// The term holds a struct that may implement `Snex.Serde.Encoder`: Elixir must apply the
+    /// protocol first.
+    NeedsProtocol,
     /// The term cannot be encoded; the message names the offending value.
     Invalid(String),
 }
@@ -93,6 +100,7 @@ enum Work<'a> {
     EndTuple(usize),
     EndDict(usize),
     EndSet(usize, bool),
+    Reduce,
 }
 
 /// Writes a map of variables (binary keys, checked by Elixir) as a `dict` whose keys are
@@ -143,6 +151,7 @@ pub fn encode_term<'a>(
             Work::EndTuple(n) => w.end_tuple(n),
             Work::EndDict(n) => w.end_dict(n),
             Work::EndSet(n, frozen) => w.end_set(n, frozen),
+            Work::Reduce => w.reduce(),
         }
     }
     Ok(())
@@ -271,10 +280,11 @@ fn encode_map<'a>(
 ) -> Result<(), EncodeError> {
     let env = t.get_env();
     if let Ok(module) = t.map_get(atoms::__struct__().to_term(env)) {
-        if module == atoms::map_set().to_term(env) {
-            if let Ok(inner) = t.map_get(atoms::map().to_term(env)) {
-                return encode_set(w, inner, opts, stack);
-            }
+        if let Some(done) = encode_known_struct(w, t, module, opts, stack)? {
+            return Ok(done);
+        }
+        if !opts.structs_resolved && module.is_atom() {
+            return Err(EncodeError::NeedsProtocol);
         }
     }
     let iter = MapIterator::new(t).ok_or_else(|| EncodeError::Invalid("cannot read map".into()))?;
@@ -286,6 +296,107 @@ fn encode_map<'a>(
         stack.push(Work::Key(k));
     }
     Ok(())
+}
+
+/// `MapSet` and Snex's own wrappers; `None` for any other struct.
+fn encode_known_struct<'a>(
+    w: &mut PickleWriter,
+    t: Term<'a>,
+    module: Term<'a>,
+    opts: &EncodeOpts,
+    stack: &mut Vec<Work<'a>>,
+) -> Result<Option<()>, EncodeError> {
+    let env = t.get_env();
+    let field = |name: rustler::Atom| {
+        t.map_get(name.to_term(env))
+            .map_err(|_| EncodeError::Invalid(format!("malformed {}", describe_module(module))))
+    };
+    if module == atoms::map_set().to_term(env) {
+        encode_set(w, field(atoms::map())?, opts, stack)?;
+    } else if module == atoms::serde_float().to_term(env) {
+        let value = field(atoms::value())?;
+        w.float(if value == atoms::inf().to_term(env) {
+            f64::INFINITY
+        } else if value == atoms::neg_inf().to_term(env) {
+            f64::NEG_INFINITY
+        } else if value == atoms::nan().to_term(env) {
+            f64::NAN
+        } else {
+            return Err(EncodeError::Invalid(
+                "Snex.Serde.float/1 takes :inf, :\"-inf\" or :nan".into(),
+            ));
+        });
+    } else if module == atoms::serde_binary().to_term(env) {
+        encode_iodata(w, field(atoms::data())?, field(atoms::as_())?)?;
+    } else if module == atoms::serde_term().to_term(env) {
+        encode_opaque(w, field(atoms::value())?)?;
+    } else if module == atoms::serde_object().to_term(env) {
+        let (m, n, args) = (
+            field(atoms::module())?,
+            field(atoms::name())?,
+            field(atoms::args())?,
+        );
+        w.global("snex._wire", "make_object");
+        w.begin_tuple(3);
+        stack.push(Work::Reduce);
+        stack.push(Work::EndTuple(3));
+        stack.push(Work::Value(args));
+        stack.push(Work::Value(n));
+        stack.push(Work::Value(m));
+    } else {
+        return Ok(None);
+    }
+    Ok(Some(()))
+}
+
+fn describe_module(module: Term) -> String {
+    module
+        .atom_to_string()
+        .map(|m| m.trim_start_matches("Elixir.").to_string())
+        .unwrap_or_else(|_| "struct".into())
+}
+
+/// Writes `Snex.Serde.binary(iodata, as)`: the pieces are copied once, straight into the pickle.
+fn encode_iodata<'a>(
+    w: &mut PickleWriter,
+    data: Term<'a>,
+    as_: Term<'a>,
+) -> Result<(), EncodeError> {
+    static BYTE_VALUES: [u8; 256] = {
+        let mut table = [0u8; 256];
+        let mut i = 0;
+        while i < 256 {
+            table[i] = i as u8;
+            i += 1;
+        }
+        table
+    };
+    let env = data.get_env();
+    let kind = if as_ == atoms::str().to_term(env) {
+        ExternalKind::Str
+    } else if as_ == atoms::bytearray().to_term(env) {
+        ExternalKind::ByteArray
+    } else {
+        ExternalKind::Bytes
+    };
+    let bad = || EncodeError::Invalid("Snex.Serde.binary/2 needs iodata".into());
+    let mut pieces: Vec<&[u8]> = Vec::new();
+    let mut todo = vec![data];
+    while let Some(item) = todo.pop() {
+        if let Ok(bin) = Binary::from_term(item) {
+            pieces.push(bin.as_slice());
+        } else if let Ok(byte) = item.decode::<u8>() {
+            pieces.push(&BYTE_VALUES[byte as usize..byte as usize + 1]);
+        } else if let Ok((head, tail)) = item.list_get_cell() {
+            todo.push(tail);
+            todo.push(head);
+        } else if !item.is_empty_list() {
+            return Err(bad());
+        }
+    }
+    let len = pieces.iter().map(|p| p.len()).sum();
+    w.chunked_bytes(kind, len, pieces)
+        .map_err(|e| EncodeError::Invalid(format!("Snex.Serde.binary/2: {e}")))
 }
 
 fn encode_set<'a>(

@@ -54,6 +54,13 @@ fn start(env: Env, opts: StartOpts) -> Term {
     }
 }
 
+/// Remembers the shape of an empty `MapSet` for decoding Python sets.
+#[rustler::nif]
+fn set_mapset_template(empty: Term) -> rustler::Atom {
+    crate::decode::set_mapset_template(empty);
+    atoms::ok()
+}
+
 #[rustler::nif]
 fn os_pid(res: ResourceArc<InterpreterRes>) -> u32 {
     res.core.child.pid()
@@ -384,6 +391,7 @@ fn submit<'a>(
 fn encode_failure(env: Env, e: EncodeError) -> Term {
     match e {
         EncodeError::Dirty => atoms::dirty().encode(env),
+        EncodeError::NeedsProtocol => atoms::protocol().encode(env),
         EncodeError::Invalid(msg) => encode_error(env, &msg),
     }
 }

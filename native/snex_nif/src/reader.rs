@@ -25,7 +25,13 @@ fn read_loop(core: &Core, pipe: File) {
     loop {
         match reader.read_frame() {
             Ok(Some(frame)) => {
-                if let Err(msg) = dispatch(core, frame, &mut request_env) {
+                // A bug here must not leave callers waiting forever: stop the interpreter, so
+                // that they get :call_failed.
+                let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                    dispatch(core, frame, &mut request_env)
+                }))
+                .unwrap_or_else(|_| Err("internal error while handling a frame".to_string()));
+                if let Err(msg) = outcome {
                     protocol_error(core, &msg);
                     return;
                 }

@@ -33,6 +33,13 @@ pub enum WriteError {
         /// Length of the longest valid UTF-8 prefix.
         valid_up_to: usize,
     },
+    /// The pieces given to [`PickleWriter::chunked_bytes`] do not add up to the length given.
+    LengthMismatch {
+        /// The length announced.
+        expected: usize,
+        /// The length of the pieces.
+        actual: usize,
+    },
 }
 
 impl fmt::Display for WriteError {
@@ -40,6 +47,9 @@ impl fmt::Display for WriteError {
         match self {
             WriteError::InvalidUtf8 { valid_up_to } => {
                 write!(f, "string is not valid UTF-8 (at byte {valid_up_to})")
+            }
+            WriteError::LengthMismatch { expected, actual } => {
+                write!(f, "expected {expected} bytes, got {actual}")
             }
         }
     }
@@ -284,6 +294,47 @@ impl<E: AsRef<[u8]>> PickleWriter<E> {
             ExternalKind::ByteArray => self.sized(op::BYTEARRAY8, len),
         }
         self.externals.push((self.buf.len(), data));
+        Ok(())
+    }
+
+    /// Writes a `str`, `bytes` or `bytearray` of `len` bytes given in pieces (e.g. iodata),
+    /// copying each piece once into the buffer.
+    ///
+    /// Fails (writing nothing) if the pieces do not add up to `len`, or if `kind` is
+    /// [`ExternalKind::Str`] and the bytes are not UTF-8.
+    pub fn chunked_bytes<'c>(
+        &mut self,
+        kind: ExternalKind,
+        len: usize,
+        chunks: impl IntoIterator<Item = &'c [u8]>,
+    ) -> Result<(), WriteError> {
+        let mark = self.buf.len();
+        match kind {
+            ExternalKind::Str => self.str_header(len),
+            ExternalKind::Bytes => self.bytes_header(len),
+            ExternalKind::ByteArray => self.sized(op::BYTEARRAY8, len),
+        }
+        let start = self.buf.len();
+        self.buf.reserve(len);
+        for chunk in chunks {
+            self.buf.extend_from_slice(chunk);
+        }
+        let written = self.buf.len() - start;
+        if written != len {
+            self.buf.truncate(mark);
+            return Err(WriteError::LengthMismatch {
+                expected: len,
+                actual: written,
+            });
+        }
+        if kind == ExternalKind::Str {
+            if let Err(e) = std::str::from_utf8(&self.buf[start..]) {
+                self.buf.truncate(mark);
+                return Err(WriteError::InvalidUtf8 {
+                    valid_up_to: e.valid_up_to(),
+                });
+            }
+        }
         Ok(())
     }
 
@@ -711,6 +762,26 @@ mod tests {
         assert_eq!(&out[..2], &[op::PROTO, 5]);
         assert_eq!(out.last(), Some(&op::STOP));
         out[2..out.len() - 1].to_vec()
+    }
+
+    #[test]
+    fn chunked_bytes_match_whole_writes() {
+        let mut a = PickleWriter::new();
+        a.chunked_bytes(ExternalKind::Str, 5, [&b"he"[..], b"llo"])
+            .unwrap();
+        let mut b = PickleWriter::new();
+        b.str("hello");
+        assert_eq!(a.finish().to_vec(), b.finish().to_vec());
+
+        let mut w = PickleWriter::new();
+        let before = w.len();
+        assert!(w
+            .chunked_bytes(ExternalKind::Str, 2, [&[0xffu8, 0xfe][..]])
+            .is_err());
+        assert!(w
+            .chunked_bytes(ExternalKind::Bytes, 3, [&b"ab"[..]])
+            .is_err());
+        assert_eq!(w.len(), before);
     }
 
     #[test]

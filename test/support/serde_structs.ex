@@ -1,0 +1,26 @@
+defmodule Snex.Test.Money do
+  @moduledoc false
+  defstruct [:cents, :currency]
+end
+
+defmodule Snex.Test.Plain do
+  @moduledoc false
+  defstruct a: 1, b: "two"
+end
+
+defmodule Snex.Test.AsItself do
+  @moduledoc false
+  defstruct [:x]
+end
+
+defimpl Snex.Serde.Encoder, for: Snex.Test.Money do
+  def encode(%{cents: cents, currency: c}),
+    do:
+      Snex.Serde.object("decimal", "Decimal", [
+        "#{div(cents, 100)}.#{rem(cents, 100)} #{c}" |> String.split() |> hd()
+      ])
+end
+
+defimpl Snex.Serde.Encoder, for: Snex.Test.AsItself do
+  def encode(value), do: value
+end
