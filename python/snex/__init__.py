@@ -9,6 +9,7 @@ from .interface import call, cast, send
 from .logging_handler import LoggingHandler
 from .proxy import BeamModuleProxy, Elixir
 from .types import Atom, DistinctAtom, ElixirError, EncodeError, Term
+from .workers import connect, io_loop_for_connection, serve
 
 __all__ = [
     "Atom",
@@ -22,7 +23,10 @@ __all__ = [
     "call",
     "cast",
     "code",
+    "connect",
+    "io_loop_for_connection",
     "runner",
     "send",
+    "serve",
     "set_custom_encoder",
 ]

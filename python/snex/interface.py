@@ -12,7 +12,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from . import codec
-from .runner import CALL, CAST, SEND, connection
+from .runner import CALL, CAST, SEND, link
 from .types import Atom, Term
 
 Name = str | Atom
@@ -40,13 +40,13 @@ def _target(to: Any) -> Any:
 
 def send_now(to: Any, data: Any) -> None:
     """``send(to, data)`` on the BEAM, without awaiting (usable from synchronous code)."""
-    connection().write_frame(SEND, 0, codec.encode((_target(to), data)))
+    link().write_frame(SEND, 0, codec.encode((_target(to), data)))
 
 
 def cast_now(module: Name, function: Name, args: Iterable[Any], node: Name | None = None) -> None:
     """``apply(module, function, args)`` in a new BEAM process, without awaiting."""
     body = codec.encode((_atom(module), _atom(function), list(args), _node(node)))
-    connection().write_frame(CAST, 0, body)
+    link().write_frame(CAST, 0, body)
 
 
 async def send(to: Any, data: Any) -> None:
@@ -69,7 +69,7 @@ async def call(
     """``apply(module, function, args)`` in a new BEAM process (on `node`), returning its
     result. An Elixir raise, throw or exit raises `snex.ElixirError`.
     """
-    conn = connection()
+    conn = link()
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Any] = loop.create_future()
     opts = None

@@ -16,7 +16,7 @@ import sys
 import threading
 import traceback
 from types import CodeType, TracebackType
-from typing import Any
+from typing import Any, Protocol
 
 from . import codec
 from .code import RETURN_NAME, SnexReturn, compile_code
@@ -32,7 +32,22 @@ _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 ROOT_ENV = 0
 THROWAWAY_ENV = -1
 
+
+class Link(Protocol):
+    """What ``send``, ``cast`` and ``call`` need: the interpreter's `Connection`, or a worker
+    process's link through it (``snex.workers``)."""
+
+    pid: int
+
+    def write_frame(self, kind: int, req_id: int, body: bytes = b"") -> None: ...
+
+    def register_call(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> int: ...
+
+    def forget_call(self, call_id: int) -> None: ...
+
+
 _connection: Connection | None = None
+_link: Link | None = None
 
 
 class Connection:
@@ -43,6 +58,7 @@ class Connection:
         self.loop = loop
         self.read_fd = read_fd
         self.write_fd = write_fd
+        self.pid = os.getpid()
         self.eager = os.environ.get("SNEX_EAGER", "1") != "0"
         self._write_lock = threading.Lock()
         self._buf = bytearray()
@@ -345,10 +361,32 @@ def format_exception(exc: BaseException) -> list[str]:
 
 
 def connection() -> Connection:
-    """The link to the BEAM of this interpreter."""
+    """The interpreter's own link to the BEAM."""
     if _connection is None:
         raise RuntimeError("snex is not running inside a Snex interpreter")
     return _connection
+
+
+def set_link(link: Link) -> None:
+    """Uses `link` for ``send``, ``cast`` and ``call`` of this (worker) process."""
+    global _link
+    _link = link
+
+
+def link() -> Link:
+    """The link ``send``, ``cast`` and ``call`` use in this process."""
+    current: Link | None = _link if _link is not None else _connection
+    if current is None:
+        raise RuntimeError(
+            "snex is not connected to the BEAM in this process: in a worker process, "
+            "call snex.connect(address) with an address from snex.serve()"
+        )
+    if current.pid != os.getpid():
+        raise RuntimeError(
+            "this process was forked from a Snex interpreter and cannot reuse its link to the "
+            "BEAM: call snex.connect(address) with an address from snex.serve()"
+        )
+    return current
 
 
 def live_env_count() -> int:
