@@ -26,9 +26,14 @@ defmodule Snex.Interpreter do
     * `:label` - a process label (`:proc_lib.set_label/1` on OTP 27+, else stored under the
       same process dictionary key).
     * `:encoding_opts` - default encoding options of this interpreter (see `Snex.Serde`).
-    * `:port_opts` - transport options: `:use_stdio`, `{:parallelism, boolean}`,
-      `{:busy_limits_port, {low, high} | :disabled}`, `{:busy_limits_msgq, {low, high} | :disabled}`.
-    * `:eager_polyfill?` - start each request's Python task eagerly (default `true`).
+    * `:port_opts` - transport options: `:use_stdio` (Python's stdin/stdout carry the protocol;
+      `sys.stdin` and `sys.stdout` are `None` in Python), `{:busy_limits_port, {low, high} |
+      :disabled}` (default `{4_194_304, 8_388_608}`: callers that find more than `high` bytes
+      queued towards Python wait until it drains below `low`). `{:parallelism, boolean}` and
+      `{:busy_limits_msgq, ...}` are validated and accepted; callers always encode and submit
+      concurrently on their own schedulers, and there is no separate request queue to limit.
+    * `:eager_polyfill?` - run code without top-level `await` directly, without creating an
+      asyncio task (default `true`); `false` gives every request a task.
 
   GenServer options (`:name`, `:timeout`, `:debug`, `:spawn_opt`, `:hibernate_after`) are passed
   on; any other key raises `ArgumentError`.
