@@ -50,6 +50,41 @@ _connection: Connection | None = None
 _link: Link | None = None
 
 
+class CallTable:
+    """Futures of ``snex.call``s waiting for their results, by call id; thread-safe."""
+
+    def __init__(self) -> None:
+        """An empty table."""
+        self._lock = threading.Lock()
+        self._calls: dict[int, tuple[asyncio.Future[Any], asyncio.AbstractEventLoop]] = {}
+        self._next = 1
+
+    def register(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> int:
+        """Registers a future (before its call is written); returns the call id."""
+        with self._lock:
+            call_id = self._next
+            self._next += 1
+            self._calls[call_id] = (fut, loop)
+        return call_id
+
+    def forget(self, call_id: int) -> None:
+        """Drops a call whose caller is gone."""
+        with self._lock:
+            self._calls.pop(call_id, None)
+
+    def settle(self, call_id: int, outcome: tuple[bool, Any]) -> None:
+        """Resolves call `call_id` on its own loop: ``(True, value)`` or ``(False, message)``."""
+        with self._lock:
+            entry = self._calls.pop(call_id, None)
+        if entry is None:
+            return
+        fut, loop = entry
+        if asyncio._get_running_loop() is loop:
+            _resolve(fut, outcome)  # already on the future's loop: no wake-up needed
+        else:
+            loop.call_soon_threadsafe(_resolve, fut, outcome)
+
+
 class Connection:
     """One link to the BEAM: a read fd and a write fd carrying frames."""
 
@@ -65,9 +100,7 @@ class Connection:
         self._pending_body: tuple[int, int, bytearray, int] | None = None
         self.envs: dict[int, dict[str, Any]] = {ROOT_ENV: self._make_root_env()}
         self.tasks: dict[int, asyncio.Task[None]] = {}
-        self._calls: dict[int, tuple[asyncio.Future[Any], asyncio.AbstractEventLoop]] = {}
-        self._calls_lock = threading.Lock()
-        self._next_call = 1
+        self.calls = CallTable()
         os.set_blocking(read_fd, False)
         loop.add_reader(read_fd, self._on_readable)
 
@@ -299,32 +332,19 @@ class Connection:
 
     def register_call(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> int:
         """Registers a future for a call's result before the call is written."""
-        with self._calls_lock:
-            call_id = self._next_call
-            self._next_call += 1
-            self._calls[call_id] = (fut, loop)
-        return call_id
+        return self.calls.register(fut, loop)
 
     def forget_call(self, call_id: int) -> None:
         """Drops a call whose caller is gone."""
-        with self._calls_lock:
-            self._calls.pop(call_id, None)
+        self.calls.forget(call_id)
 
     def _call_result(self, call_id: int, body: bytes | bytearray) -> None:
-        with self._calls_lock:
-            entry = self._calls.pop(call_id, None)
-        if entry is None:
-            return
-        fut, loop = entry
         try:
             ok, value = codec.decode(body)
             outcome: tuple[bool, Any] = (bool(ok), value)
         except Exception as e:  # noqa: BLE001 - report to the waiting caller
             outcome = (False, f"cannot decode the call result: {e}")
-        if loop is self.loop:
-            _resolve(fut, outcome)
-        else:
-            loop.call_soon_threadsafe(_resolve, fut, outcome)
+        self.calls.settle(call_id, outcome)
 
     def live_env_count(self) -> int:
         """How many environments exist (the root included)."""

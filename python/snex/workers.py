@@ -27,7 +27,6 @@ from typing import Any
 
 from . import codec, runner
 from .runner import CALL, CALL_RESULT, CAST, SEND
-from .types import ElixirError
 
 _HEADER = struct.Struct(">IBQ")
 
@@ -83,9 +82,7 @@ class WorkerLink:
         self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         self._sock.connect(address)
         self._write_lock = threading.Lock()
-        self._calls: dict[int, tuple[asyncio.Future[Any], asyncio.AbstractEventLoop]] = {}
-        self._calls_lock = threading.Lock()
-        self._next_call = 1
+        self.calls = runner.CallTable()
         threading.Thread(target=self._read_loop, name="snex-worker-link", daemon=True).start()
 
     def write_frame(self, kind: int, req_id: int, body: bytes = b"") -> None:
@@ -95,16 +92,11 @@ class WorkerLink:
 
     def register_call(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> int:
         """Registers a future for a call's result before the call is written."""
-        with self._calls_lock:
-            call_id = self._next_call
-            self._next_call += 1
-            self._calls[call_id] = (fut, loop)
-        return call_id
+        return self.calls.register(fut, loop)
 
     def forget_call(self, call_id: int) -> None:
         """Drops a call whose caller is gone."""
-        with self._calls_lock:
-            self._calls.pop(call_id, None)
+        self.calls.forget(call_id)
 
     def _recv_exact(self, n: int) -> bytes:
         data = b""
@@ -120,22 +112,9 @@ class WorkerLink:
             while True:
                 length, _kind, call_id = _HEADER.unpack(self._recv_exact(13))
                 ok, value = codec.decode(self._recv_exact(length - 9))
-                with self._calls_lock:
-                    entry = self._calls.pop(call_id, None)
-                if entry is not None:
-                    fut, loop = entry
-                    loop.call_soon_threadsafe(_settle, fut, bool(ok), value)
+                self.calls.settle(call_id, (bool(ok), value))
         except (ConnectionError, OSError):
             return
-
-
-def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
-    if fut.done():
-        return
-    if ok:
-        fut.set_result(value)
-    else:
-        fut.set_exception(ElixirError(value))
 
 
 def connect(address: str) -> None:
