@@ -45,6 +45,18 @@ defmodule Snex.ClusterTest do
     :ok = Snex.destroy_env(env)
   end
 
+  test "snex.send to {name, node} on a peer node", %{node: node} do
+    :ok = :erpc.call(node, Cluster, :start_relay, [:snex_relay, self()])
+    {:ok, i} = start_supervised({Snex.Interpreter, []})
+
+    {:ok, nil} =
+      Snex.pyeval(i, "await snex.send((snex.Atom('snex_relay'), node), 'over the wire')", %{
+        "node" => node
+      })
+
+    assert_receive {:relayed, "over the wire"}, 5_000
+  end
+
   test "errors and timeouts come back from the remote node", %{node: node} do
     assert {:error, %Error{code: :python_runtime_error}} =
              Snex.pyeval({:remote_python, node}, "raise ValueError('remote')")

@@ -26,6 +26,21 @@ defmodule Snex.Test.Cluster do
     {:ok, Snex.Env.disable_gc(env)}
   end
 
+  @doc "Runs on a peer: registers `name` as a process that forwards what it gets to `to`."
+  def start_relay(name, to) do
+    pid = spawn(fn -> relay(to) end)
+    true = Process.register(pid, name)
+    :ok
+  end
+
+  defp relay(to) do
+    receive do
+      msg -> send(to, {:relayed, msg})
+    end
+
+    relay(to)
+  end
+
   @doc "Starts a peer node with our code paths and the snex application running."
   def start_peer(name) do
     ensure_distributed()
