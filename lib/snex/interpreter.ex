@@ -52,6 +52,83 @@ defmodule Snex.Interpreter do
   use GenServer
   require Logger
 
+  @doc """
+  Makes the calling module a custom interpreter, optionally with its own Python dependencies.
+
+      defmodule MyApp.NumpyInterpreter do
+        use Snex.Interpreter,
+          pyproject_toml: \"\"\"
+          [project]
+          name = "my-numpy-project"
+          version = "0.0.0"
+          requires-python = "==3.11.*"
+          dependencies = ["numpy>=2"]
+          \"\"\"
+      end
+
+  Options (at most one of them):
+
+    * `:pyproject_toml` - the text of a `pyproject.toml`.
+    * `:project_path` - a directory with a `pyproject.toml` (relative paths are relative to the
+      Mix project's root). Its `uv.lock` is used when present (`uv sync --locked`: a lock that
+      does not match the project fails the compile); without one, uv writes it there, as
+      `uv sync` does. Python runs in this directory, so the project's own modules are
+      importable; the project itself is not installed into the venv.
+
+  At compile time `uv sync` creates a virtual environment for the module under
+  `_build/$MIX_ENV/snex/<Module>/.venv` with the project's dependencies, using a Python already
+  on the machine (`UV_PYTHON_DOWNLOADS=never`). The compile fails with uv's message when `uv`
+  is missing (it is looked up on `PATH`, or taken from `SNEX_UV`) or the sync fails. The module
+  is compiled again when `pyproject.toml` or `uv.lock` changes or the venv is gone; syncing is
+  skipped when neither changed. In a release, `Snex.Release.after_assemble/1` copies the venv
+  into the release.
+
+  The module gets `start_link/1` and `child_spec/1` (both overridable, `super/1` works),
+  `os_pid/1` and `stop/1,2,3`. `start_link/1` fills in, unless given: `:python` (the venv's),
+  `:cd` (the `project_path` directory), `:label` (the module) and the venv's environment
+  (`VIRTUAL_ENV`, its `bin/` first on `PATH`; user-given `:environment` entries win). With no
+  options, `use Snex.Interpreter` gives the same functions around the default Python.
+  """
+  defmacro __using__(opts) do
+    quote bind_quoted: [opts: opts] do
+      @snex_project Snex.Interpreter.Project.prepare!(__MODULE__, opts, __ENV__)
+
+      @doc false
+      def __snex_interpreter__, do: @snex_project
+
+      if @snex_project do
+        @doc false
+        def __mix_recompile__?, do: Snex.Interpreter.Project.stale?(@snex_project)
+      end
+
+      @doc "Starts this interpreter; see `Snex.Interpreter.start_link/1` for the options."
+      @spec start_link(keyword()) :: GenServer.on_start()
+      def start_link(opts \\ []) do
+        Snex.Interpreter.start_link(
+          Snex.Interpreter.Project.start_opts(@snex_project, __MODULE__, opts)
+        )
+      end
+
+      @doc "A child spec starting this interpreter (`:id` defaults to the module)."
+      @spec child_spec(keyword()) :: Supervisor.child_spec()
+      def child_spec(opts) do
+        spec = Snex.Interpreter.child_spec(Keyword.put_new(opts, :id, __MODULE__))
+        {_, _, args} = spec.start
+        %{spec | start: {__MODULE__, :start_link, args}}
+      end
+
+      @doc "The OS pid of the Python process."
+      @spec os_pid(GenServer.server()) :: non_neg_integer()
+      defdelegate os_pid(server), to: Snex.Interpreter
+
+      @doc "Stops the interpreter and its Python process."
+      @spec stop(GenServer.server(), term(), timeout()) :: :ok
+      defdelegate stop(server, reason \\ :normal, timeout \\ :infinity), to: Snex.Interpreter
+
+      defoverridable start_link: 1, child_spec: 1
+    end
+  end
+
   alias Snex.Interpreter.Options
 
   @type server :: GenServer.server()
