@@ -32,8 +32,11 @@ defmodule Snex.Interpreter do
       queued towards Python wait until it drains below `low`). `{:parallelism, boolean}` and
       `{:busy_limits_msgq, ...}` are validated and accepted; callers always encode and submit
       concurrently on their own schedulers, and there is no separate request queue to limit.
-    * `:eager_polyfill?` - run code without top-level `await` directly, without creating an
-      asyncio task (default `true`); `false` gives every request a task.
+    * `:eager_polyfill?` - `true` (default): Python's event loop runs callbacks that become
+      ready during an iteration at once instead of polling first (tasks start eagerly too on
+      Python 3.12+), and code without top-level `await` runs directly, without a task. This
+      saves a poll per hop (a task waking up, a reply to `snex.call`). `false`: the plain
+      asyncio loop, and every request gets its own task.
 
   GenServer options (`:name`, `:timeout`, `:debug`, `:spawn_opt`, `:hibernate_after`) are passed
   on; any other key raises `ArgumentError`.

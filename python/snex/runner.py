@@ -18,7 +18,7 @@ import traceback
 from types import CodeType, TracebackType
 from typing import Any, Protocol
 
-from . import codec
+from . import codec, eager
 from .code import RETURN_NAME, SnexReturn, compile_code
 from .types import Atom, ElixirError, EncodeError
 
@@ -264,7 +264,8 @@ class Connection:
             self._run_sync(req_id, code, env)
         else:
             task = self.loop.create_task(self._run_async(req_id, code, env))
-            self.tasks[req_id] = task
+            if not task.done():  # an eager task may have finished already
+                self.tasks[req_id] = task
 
     def _run_sync(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
         try:
@@ -429,7 +430,7 @@ def main() -> None:
         read_fd, write_fd = 3, 4
     # Deeply nested values are encoded recursively by the C pickler.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    loop = asyncio.new_event_loop()
+    loop = eager.new_event_loop(os.environ.get("SNEX_EAGER", "1") != "0")
     asyncio.set_event_loop(loop)
     _connection = Connection(loop, read_fd, write_fd)
     loop.run_forever()

@@ -83,6 +83,51 @@ defmodule Snex.InterpreterTest do
     end
   end
 
+  describe "eager_polyfill?" do
+    for eager? <- [true, false] do
+      test "#{eager?}: synchronous and async code, cancellation on timeout" do
+        {:ok, i} = start_supervised({Snex.Interpreter, eager_polyfill?: unquote(eager?)})
+        {:ok, env} = Snex.make_env(i)
+
+        assert {:ok, loop} =
+                 Snex.pyeval(
+                   env,
+                   "import asyncio\nreturn type(asyncio.get_running_loop()).__name__"
+                 )
+
+        assert loop == if(unquote(eager?), do: "EagerEventLoop", else: "_UnixSelectorEventLoop")
+        assert {:ok, 2} = Snex.pyeval(env, "return 1 + 1")
+        assert {:ok, 3} = Snex.pyeval(env, "await asyncio.sleep(0)\nreturn 3")
+
+        assert {:ok, [1, 2, 3]} =
+                 Snex.pyeval(env, """
+                 async def one(x):
+                     await asyncio.sleep(0.001 * (3 - x))
+                     return x
+                 return sorted(await asyncio.gather(*(one(x) for x in [1, 2, 3])))
+                 """)
+
+        assert {:error, %Snex.Error{code: :response_timeout}} =
+                 Snex.pyeval(
+                   env,
+                   "try:\n    await asyncio.sleep(10)\nexcept asyncio.CancelledError:\n    cancelled = True\n    raise",
+                   %{"cancelled" => false},
+                   timeout: 50
+                 )
+
+        # The task sees CancelledError at its next step, soon after the cancel frame.
+        assert {:ok, true} =
+                 Snex.pyeval(env, """
+                 for _ in range(200):
+                     if cancelled:
+                         break
+                     await asyncio.sleep(0.01)
+                 return cancelled
+                 """)
+      end
+    end
+  end
+
   describe "init script" do
     test "runs in the root env that every env copies" do
       {:ok, i} = start_supervised({Snex.Interpreter, init_script: "import math\nbase = 40"})
