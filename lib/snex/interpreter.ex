@@ -203,30 +203,34 @@ defmodule Snex.Interpreter do
     tag = make_ref()
     opts = Snex.Serde.EncodingOpts.pack(options.encoding_opts)
 
-    submitted =
-      case eval_root(res, tag, code, vars, opts, :normal) do
-        :dirty -> eval_root(res, tag, code, vars, opts, :dirty)
-        :protocol -> eval_root(res, tag, code, vars, opts, :resolved)
-        other -> other
-      end
-
-    case submitted do
+    case submit_root(res, tag, code, vars, opts) do
       {:ok, id} -> await_init(res, tag, id, options.init_script_timeout)
       {:error, {:encode_error, message}} -> {:error, Snex.Error.new(:encode_error, message)}
       {:error, reason} -> {:error, Snex.Error.new(:internal_error, reason)}
     end
   end
 
-  defp eval_root(res, tag, code, vars, opts, mode) do
+  defp submit_root(res, tag, code, vars, opts) do
     {src, file, line} =
       case code do
         nil -> {nil, "<Snex.Code>", 0}
         %Snex.Code{src: src, file: file, line: line} -> {IO.iodata_to_binary(src), file, line}
       end
 
-    Snex.Request.invoke(:eval, mode, fn transform, extra ->
+    args = fn transform, extra ->
       [res, 0, tag, src, file, line, transform.(vars), opts + extra]
-    end)
+    end
+
+    case Snex.Request.invoke_all(:eval, args) do
+      :busy ->
+        # The writer sends this once the queue has drained or the interpreter has stopped.
+        receive do
+          :snex_writable -> submit_root(res, tag, code, vars, opts)
+        end
+
+      other ->
+        other
+    end
   end
 
   defp await_init(res, tag, id, timeout) do
