@@ -217,7 +217,11 @@ defmodule Snex.Interpreter.Options do
   defp checked_wrap(other),
     do: raise(ArgumentError, "wrap_exec must return {executable, args}, got: #{inspect(other)}")
 
-  @doc "Environment variables for Python: the user's, with our package on PYTHONPATH."
+  @doc """
+  Environment variables for Python: the user's, with our package on PYTHONPATH and Snex's own
+  settings (`SNEX_USE_STDIO`, `SNEX_EAGER`, and `SNEX_READ_LIMIT`: the high watermark of
+  `busy_limits_port`, which bounds how far Python's reader reads ahead).
+  """
   @spec environment(t()) :: %{String.t() => String.t()}
   def environment(%__MODULE__{} = o) do
     snex_path = Application.app_dir(:snex, "priv/python")
@@ -233,9 +237,13 @@ defmodule Snex.Interpreter.Options do
       %{"PYTHONPATH" => python_path}
       |> maybe_put(use_stdio?(o), "SNEX_USE_STDIO", "1")
       |> maybe_put(not o.eager_polyfill?, "SNEX_EAGER", "0")
+      |> put_read_limit(busy_limits_port(o))
 
     defaults |> Map.merge(o.environment) |> Map.merge(extra)
   end
+
+  defp put_read_limit(map, nil), do: map
+  defp put_read_limit(map, {_low, high}), do: Map.put(map, "SNEX_READ_LIMIT", to_string(high))
 
   defp maybe_put(map, true, key, value), do: Map.put(map, key, value)
   defp maybe_put(map, false, _key, _value), do: map
