@@ -12,7 +12,12 @@ defmodule Snex.Interpreter do
     * `:python` - the Python executable: a path, or a name looked up on `PATH`
       (default: `"python3"`, then `"python"`).
     * `:wrap_exec` - `{m, f, a}` (called as `apply(m, f, a ++ [python, args])`) or a 2-arity
-      fun `(python, args) -> {executable, args}`: runs Python through a wrapper.
+      fun `(python, args) -> {executable, args}`: runs Python through a wrapper (`env`,
+      `bash -c`, `docker run -i`, `ssh`). The wrapper must pass on Python's fds 3 and 4 (or use
+      `:use_stdio`). `os_pid/1` is then the wrapper's pid, which is Python's only when the
+      wrapper execs it. If the wrapper exits before Python has started (e.g. a missing
+      command, status 127), `start_link/1` returns
+      `{:error, %Snex.Error{code: :interpreter_exited, reason: {:exit_status, status}}}`.
     * `:cd` - working directory of the Python process.
     * `:environment` - extra OS environment variables (string keys and values). `PYTHONPATH` is
       extended with the `snex` package, never replaced. `PYTHONUNBUFFERED=1` is set unless given.
@@ -26,12 +31,10 @@ defmodule Snex.Interpreter do
     * `:label` - a process label (`:proc_lib.set_label/1` on OTP 27+, else stored under the
       same process dictionary key).
     * `:encoding_opts` - default encoding options of this interpreter (see `Snex.Serde`).
-    * `:port_opts` - transport options: `:use_stdio` (Python's stdin/stdout carry the protocol;
-      `sys.stdin` and `sys.stdout` are `None` in Python), `{:busy_limits_port, {low, high} |
-      :disabled}` (default `{4_194_304, 8_388_608}`: callers that find more than `high` bytes
-      queued towards Python wait until it drains below `low`). `{:parallelism, boolean}` and
-      `{:busy_limits_msgq, ...}` are validated and accepted; callers always encode and submit
-      concurrently on their own schedulers, and there is no separate request queue to limit.
+    * `:port_opts` - transport options (see "Transport" below): `:use_stdio`,
+      `{:busy_limits_port, {low, high} | :disabled}` (default `{4_194_304, 8_388_608}`),
+      `{:busy_limits_msgq, {low, high} | :disabled}` (default `:disabled`),
+      `{:parallelism, boolean}` (default `true`).
     * `:eager_polyfill?` - `true` (default): Python's event loop runs callbacks that become
       ready during an iteration at once instead of polling first (tasks start eagerly too on
       Python 3.12+), and code without top-level `await` runs directly, without a task. This
@@ -41,8 +44,54 @@ defmodule Snex.Interpreter do
   GenServer options (`:name`, `:timeout`, `:debug`, `:spawn_opt`, `:hibernate_after`) are passed
   on; any other key raises `ArgumentError`.
 
-  Python's standard streams: stdin is `/dev/null`; stdout and stderr are the BEAM's, so `print`
+  ## Transport
+
+  By default requests and replies travel over two pipes of their own (Python reads fd 3 and
+  writes fd 4). Python's stdin is `/dev/null`; its stdout and stderr are the BEAM's, so `print`
   shows up where the BEAM's output goes.
+
+  With `:use_stdio`, Python's stdin and stdout carry the protocol instead (for wrappers such as
+  `docker run -i` or `ssh`, through which only stdio crosses). In Python `sys.stdin` and
+  `sys.stdout` are then `None`: `print()` writes nothing, `input()` fails, and whatever is
+  written to file descriptor 1 at a lower level (`os.write(1, ...)`, `sys.__stdout__`, child
+  processes) goes to Python's stderr, never into the protocol. Snex sets `SNEX_USE_STDIO=1`.
+
+  Busy limits. Each request is encoded by its caller and handed to the interpreter's writer
+  thread, which writes it into the pipe as Python reads. Two byte counts can be limited, each
+  with a low and a high watermark:
+
+    * `busy_limits_port` counts every byte handed over by callers and not yet accepted by the
+      pipe (queued for the writer, or being written);
+    * `busy_limits_msgq` counts the bytes handed over by callers that the writer thread has not
+      yet taken from its queue (it takes everything queued at once, up to 64 requests, while the
+      pipe accepts data; the queue grows while the writer is blocked on a full pipe).
+
+  A caller that finds a count over `high` is suspended - it blocks in `Snex.pyeval/4` or
+  `Snex.make_env/3`, it does not fail - until that count has drained to `low`; while a count is
+  draining from over `high` to `low`, every new caller waits too. Its `:timeout` still runs
+  while it waits (`:response_timeout`). The check is made before the request is encoded, and
+  only the count already queued matters: a request larger than `high` goes through whenever
+  the count is at most `high`. Both limits may be active at once; `:disabled` means no limit.
+  Answers to Python's `snex.call` are never held back, and neither are cancellations and the
+  freeing of environments.
+
+  The high watermark of `busy_limits_port` is also Python's read buffer limit: Python never
+  reads more than `high` bytes beyond the frame it is assembling (and at most 64 KiB per read),
+  so requests it has not got to yet stay in the pipe and in Snex's queue, where the limit sees
+  them, instead of piling up in Python's memory. Snex passes it to Python as
+  `SNEX_READ_LIMIT`; with `:disabled`, Python reads 64 KiB at a time.
+
+  Parallelism. With `parallelism: true` (the default) callers encode their requests and queue
+  them concurrently, each on its own scheduler (a normal one, or a dirty CPU scheduler for
+  large requests). With `parallelism: false` at most one caller at a time encodes and queues a
+  request for this interpreter: its encodings never run in parallel, so a burst of large
+  requests takes one scheduler and one encoding buffer at a time instead of one per scheduler,
+  leaving the other schedulers to the rest of the node. A caller that finds another one
+  submitting does not block its scheduler: it retries on a dirty I/O scheduler and waits there
+  for its turn, holding that dirty I/O thread (shared with the file I/O of the whole node)
+  while it waits. What Python receives and what each caller gets back are the same either way;
+  when Python is the bottleneck, as it usually is, throughput is about the same (see
+  `docs/decisions.md`).
 
   ## Lifecycle
 
@@ -283,30 +332,34 @@ defmodule Snex.Interpreter do
     tag = make_ref()
     opts = Snex.Serde.EncodingOpts.pack(options.encoding_opts)
 
-    submitted =
-      case eval_root(res, tag, code, vars, opts, :normal) do
-        :dirty -> eval_root(res, tag, code, vars, opts, :dirty)
-        :protocol -> eval_root(res, tag, code, vars, opts, :resolved)
-        other -> other
-      end
-
-    case submitted do
+    case submit_root(res, tag, code, vars, opts) do
       {:ok, id} -> await_init(res, tag, id, options.init_script_timeout)
       {:error, {:encode_error, message}} -> {:error, Snex.Error.new(:encode_error, message)}
       {:error, reason} -> {:error, Snex.Error.new(:internal_error, reason)}
     end
   end
 
-  defp eval_root(res, tag, code, vars, opts, mode) do
+  defp submit_root(res, tag, code, vars, opts) do
     {src, file, line} =
       case code do
         nil -> {nil, "<Snex.Code>", 0}
         %Snex.Code{src: src, file: file, line: line} -> {IO.iodata_to_binary(src), file, line}
       end
 
-    Snex.Request.invoke(:eval, mode, fn transform, extra ->
+    args = fn transform, extra ->
       [res, 0, tag, src, file, line, transform.(vars), opts + extra]
-    end)
+    end
+
+    case Snex.Request.invoke_all(:eval, args) do
+      :busy ->
+        # The writer sends this once the queue has drained or the interpreter has stopped.
+        receive do
+          :snex_writable -> submit_root(res, tag, code, vars, opts)
+        end
+
+      other ->
+        other
+    end
   end
 
   defp await_init(res, tag, id, timeout) do

@@ -10,12 +10,18 @@ defmodule Snex.Request do
   alias Snex.Error
 
   @typedoc """
-  Submits the request: gets the tag and the mode, returns the NIF's answer. Modes: `:normal`
-  (first try), `:dirty` (too big for a normal scheduler), `:resolved` (apply the
-  `Snex.Serde.Encoder` protocol first); see `invoke/3`.
+  How the NIF is called: `:normal` (first try, normal scheduler), `:dirty` (too big for a
+  normal scheduler: dirty CPU scheduler), `:resolved` (apply the `Snex.Serde.Encoder` protocol
+  first, dirty CPU scheduler), `:serial` and `:serial_resolved` (with `parallelism: false`,
+  another caller was submitting: wait for the turn on a dirty I/O scheduler); see `invoke/3`.
   """
-  @type mode :: :normal | :dirty | :resolved
+  @type mode :: :normal | :dirty | :resolved | :serial | :serial_resolved
+
+  @typedoc "Submits the request: gets the tag and the mode, returns the NIF's answer."
   @type submit_fun :: (reference(), mode() -> term())
+
+  @typedoc "Builds the NIF's arguments from a transform of the value to encode and extra option bits."
+  @type args_fun :: ((term() -> term()), non_neg_integer() -> list())
 
   @doc "Runs one request against `interpreter` (pid) with NIF resource `resource`."
   @spec run(pid(), reference(), submit_fun(), timeout()) ::
@@ -34,11 +40,8 @@ defmodule Snex.Request do
       {:ok, id, extra} ->
         await(resource, tag, id, deadline) |> wrap_extra(extra)
 
-      :dirty ->
-        submit(resource, tag, submit, :dirty, deadline)
-
-      :protocol ->
-        submit(resource, tag, submit, :resolved, deadline)
+      retry when retry in [:dirty, :protocol, :locked] ->
+        submit(resource, tag, submit, next_mode(mode, retry), deadline)
 
       :busy ->
         case wait_writable(tag, deadline) do
@@ -63,17 +66,54 @@ defmodule Snex.Request do
   end
 
   @doc """
+  The mode to retry in after the NIF answered `answer` (`:dirty`, `:protocol` or `:locked`)
+  in `mode`.
+  """
+  @spec next_mode(mode(), :dirty | :protocol | :locked) :: mode()
+  def next_mode(:normal, :dirty), do: :dirty
+  def next_mode(mode, :protocol) when mode in [:serial, :serial_resolved], do: :serial_resolved
+  def next_mode(_mode, :protocol), do: :resolved
+  def next_mode(mode, :locked) when mode in [:resolved, :serial_resolved], do: :serial_resolved
+  def next_mode(_mode, :locked), do: :serial
+
+  @doc """
   Calls NIF function `fun` in `mode`: `args_fun.(transform, extra_opts)` builds its arguments,
   applying `transform` to the value to encode and OR-ing `extra_opts` into the packed options.
   """
-  @spec invoke(atom(), mode(), ((term() -> term()), non_neg_integer() -> list())) :: term()
+  @spec invoke(atom(), mode(), args_fun()) :: term()
   def invoke(fun, :normal, args_fun), do: apply(Snex.Native, fun, args_fun.(& &1, 0))
-
-  def invoke(fun, :dirty, args_fun),
-    do: apply(Snex.Native, :"#{fun}_dirty", args_fun.(& &1, 0))
+  def invoke(fun, :dirty, args_fun), do: apply(Snex.Native, dirty(fun), args_fun.(& &1, 0))
 
   def invoke(fun, :resolved, args_fun),
-    do: apply(Snex.Native, :"#{fun}_dirty", args_fun.(&Snex.Serde.Prewalk.resolve/1, 0x80))
+    do: apply(Snex.Native, dirty(fun), args_fun.(&Snex.Serde.Prewalk.resolve/1, 0x80))
+
+  def invoke(fun, :serial, args_fun), do: apply(Snex.Native, serial(fun), args_fun.(& &1, 0))
+
+  def invoke(fun, :serial_resolved, args_fun),
+    do: apply(Snex.Native, serial(fun), args_fun.(&Snex.Serde.Prewalk.resolve/1, 0x80))
+
+  @doc """
+  Calls NIF function `fun` until it has an answer other than a request to retry in another
+  mode (`:dirty`, `:protocol`, `:locked`): for submitters that do not wait for the busy limits.
+  """
+  @spec invoke_all(atom(), args_fun(), mode()) :: term()
+  def invoke_all(fun, args_fun, mode \\ :normal) do
+    case invoke(fun, mode, args_fun) do
+      retry when retry in [:dirty, :protocol, :locked] ->
+        invoke_all(fun, args_fun, next_mode(mode, retry))
+
+      other ->
+        other
+    end
+  end
+
+  defp dirty(:eval), do: :eval_dirty
+  defp dirty(:make_env), do: :make_env_dirty
+  defp dirty(:call_result), do: :call_result_dirty
+
+  defp serial(:eval), do: :eval_serial
+  defp serial(:make_env), do: :make_env_serial
+  defp serial(:call_result), do: :call_result_serial
 
   defp wrap_extra({:ok, _value}, extra) when extra != nil, do: {:ok, extra}
   defp wrap_extra(other, _extra), do: other

@@ -27,10 +27,26 @@ REPLY_OK, REPLY_ERROR, CALL, CAST, SEND = 128, 129, 130, 131, 132
 
 _HEADER = struct.Struct(">IBQ")
 _LARGE_BODY = 1 << 20
+_READ_CHUNK = 1 << 16
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 ROOT_ENV = 0
 THROWAWAY_ENV = -1
+
+
+def parse_read_limit(value: str | None) -> int | None:
+    """The reader's read-ahead limit from ``SNEX_READ_LIMIT``: a byte count, or None (no limit
+    beyond the 64 KiB read size) when unset or not a non-negative integer."""
+    if value is None:
+        return None
+    try:
+        limit = int(value)
+    except ValueError:
+        return None
+    return limit if limit >= 0 else None
+
+
+_READ_LIMIT = parse_read_limit(os.environ.get("SNEX_READ_LIMIT"))
 
 
 class Link(Protocol):
@@ -148,7 +164,7 @@ class Connection:
             if self._pending_body is not None:
                 self._read_large_body()
                 return
-            chunk = os.read(self.read_fd, 1 << 16)
+            chunk = os.read(self.read_fd, self._read_size())
         except BlockingIOError:
             return
         except OSError:
@@ -158,6 +174,22 @@ class Connection:
             return
         self._buf += chunk
         self._parse()
+
+    def _read_size(self) -> int:
+        """How much the next read may take: the rest of the frame being assembled plus at most
+        ``SNEX_READ_LIMIT`` bytes beyond it (the high watermark of ``busy_limits_port``), and
+        never more than 64 KiB. What Python has not read stays queued on the Elixir side, where
+        the busy limits see it."""
+        limit = _READ_LIMIT
+        if limit is None or limit >= _READ_CHUNK:
+            return _READ_CHUNK
+        buf = self._buf
+        if len(buf) >= 4:
+            length: int = struct.unpack_from(">I", buf)[0]
+            need = 4 + length - len(buf)
+        else:
+            need = 4 - len(buf)
+        return max(1, min(_READ_CHUNK, need + limit))
 
     def _parse(self) -> None:
         buf = self._buf

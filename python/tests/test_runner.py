@@ -24,13 +24,19 @@ from snex.runner import (
     MAKE_ENV,
     REPLY_ERROR,
     REPLY_OK,
+    parse_read_limit,
 )
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
 
 
+def frame(kind: int, req_id: int, body: Any = None) -> bytes:
+    data = b"" if body is None else pickle.dumps(body, 5)
+    return struct.pack(">IBQ", 9 + len(data), kind, req_id) + data
+
+
 class Peer:
-    def __init__(self) -> None:
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
         to_r, self.to_w = os.pipe()
         self.from_r, from_w = os.pipe()
 
@@ -41,7 +47,7 @@ class Peer:
             os.dup2(r, 3)
             os.dup2(w, 4)
 
-        env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR)}
+        env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), **(extra_env or {})}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "snex"], preexec_fn=setup, pass_fds=(3, 4), env=env
         )
@@ -50,8 +56,7 @@ class Peer:
         self.next_id = 1
 
     def send(self, kind: int, req_id: int, body: Any = None) -> None:
-        data = b"" if body is None else pickle.dumps(body, 5)
-        os.write(self.to_w, struct.pack(">IBQ", 9 + len(data), kind, req_id) + data)
+        os.write(self.to_w, frame(kind, req_id, body))
 
     def _read_exact(self, n: int) -> bytes:
         out = b""
@@ -186,3 +191,45 @@ def test_calls_to_elixir(peer: Peer) -> None:
 
 def test_eof_exits_cleanly(peer: Peer) -> None:
     assert peer.close() == 0
+
+
+UNREAD_PROBE = """
+import array, fcntl, termios
+unread = array.array("i", [0])
+fcntl.ioctl(3, termios.FIONREAD, unread)
+return unread[0]
+"""
+
+
+@pytest.mark.parametrize("limit", [0, 1000, None])
+def test_read_limit(limit: int | None) -> None:
+    """With SNEX_READ_LIMIT, Python reads at most that many bytes beyond the frame it is
+    assembling; what it has not read stays in the pipe."""
+    peer = Peer(None if limit is None else {"SNEX_READ_LIMIT": str(limit)})
+    try:
+        probe = frame(EVAL, 1, (-1, UNREAD_PROBE, "<t>", 0, {}))
+        rest = b"".join(
+            frame(EVAL, 2 + n, (-1, "return n", "<t>", 0, {"n": n, "pad": "x" * 1000}))
+            for n in range(30)
+        )
+        # Well under the pipe's 64 KiB: one write, all in the pipe before Python reads.
+        os.write(peer.to_w, probe + rest)
+        kind, req_id, unread = peer.recv()
+        assert (kind, req_id) == (REPLY_OK, 1)
+        if limit is None:
+            assert unread == 0  # read in 64 KiB chunks
+        else:
+            assert len(rest) - limit <= unread <= len(rest)
+        assert [peer.recv() for _ in range(30)] == [(REPLY_OK, 2 + n, n) for n in range(30)]
+        assert peer.close() == 0
+    finally:
+        if peer.proc.poll() is None:
+            peer.proc.kill()
+
+
+def test_parse_read_limit() -> None:
+    assert parse_read_limit("8388608") == 8388608
+    assert parse_read_limit("0") == 0
+    assert parse_read_limit(None) is None
+    assert parse_read_limit("-1") is None
+    assert parse_read_limit("lots") is None

@@ -15,7 +15,20 @@ defmodule Snex.CallbacksTest do
   end
 
   def echo_self(value), do: {self(), value}
+  def big_then_struct(n), do: Enum.to_list(1..n) ++ [%Snex.Test.Plain{}]
   def fail(kind), do: if(kind == :throw, do: throw(:thrown), else: exit(:exited))
+
+  describe "snex.call results" do
+    test "too big for a normal scheduler and holding a struct", %{env: env} do
+      # The encoding runs out of its normal-scheduler budget, then meets the struct on a dirty
+      # scheduler: both retries must happen.
+      assert {:ok, [100_000, %{"a" => 1, "b" => "two", "__struct__" => Snex.Test.Plain}]} =
+               Snex.pyeval(env, """
+               r = await snex.call("Elixir.Snex.CallbacksTest", "big_then_struct", [100_000])
+               return [len(r) - 1, {str(k): v for k, v in r[-1].items()}]
+               """)
+    end
+  end
 
   describe "snex.send" do
     test "to a pid", %{env: env} do

@@ -86,14 +86,7 @@ defmodule Snex.Interpreter.Callbacks do
 
     args = fn transform, extra -> [res, id, ok, transform.(value), packed + extra] end
 
-    result =
-      case Snex.Request.invoke(:call_result, :normal, args) do
-        :dirty -> Snex.Request.invoke(:call_result, :dirty, args)
-        :protocol -> Snex.Request.invoke(:call_result, :resolved, args)
-        other -> other
-      end
-
-    case result do
+    case Snex.Request.invoke_all(:call_result, args) do
       {:error, {:encode_error, message}} ->
         reply(res, id, false, "Snex could not encode the call result: #{message}", [])
 

@@ -19,6 +19,7 @@ defmodule Snex.Interpreter.Options do
   @gen_server_keys [:name, :timeout, :debug, :spawn_opt, :hibernate_after]
 
   @default_busy_limits_port {4_194_304, 8_388_608}
+  @default_busy_limits_msgq :disabled
 
   defstruct python: nil,
             wrap_exec: nil,
@@ -127,18 +128,31 @@ defmodule Snex.Interpreter.Options do
   defp check!(false, key, expected),
     do: raise(ArgumentError, "option #{inspect(key)} must be #{expected}")
 
-  @doc "The busy limits of the queue towards Python, or nil when disabled."
-  @spec busy_limits(t()) :: {non_neg_integer(), non_neg_integer()} | nil
-  def busy_limits(%__MODULE__{port_opts: port_opts}) do
-    case Keyword.get(
-           Enum.filter(port_opts, &is_tuple/1),
-           :busy_limits_port,
-           @default_busy_limits_port
-         ) do
-      :disabled -> nil
-      limits -> limits
-    end
-  end
+  @doc """
+  The busy limits `{low, high}` of the bytes queued towards Python and not yet accepted by the
+  pipe, or nil when disabled.
+  """
+  @spec busy_limits_port(t()) :: {non_neg_integer(), non_neg_integer()} | nil
+  def busy_limits_port(%__MODULE__{} = o),
+    do: limits(port_opt(o, :busy_limits_port, @default_busy_limits_port))
+
+  @doc """
+  The busy limits `{low, high}` of the bytes handed to the writer and not yet taken by it, or nil
+  when disabled.
+  """
+  @spec busy_limits_msgq(t()) :: {non_neg_integer(), non_neg_integer()} | nil
+  def busy_limits_msgq(%__MODULE__{} = o),
+    do: limits(port_opt(o, :busy_limits_msgq, @default_busy_limits_msgq))
+
+  @doc "Whether callers may submit to the interpreter concurrently."
+  @spec parallelism?(t()) :: boolean()
+  def parallelism?(%__MODULE__{} = o), do: port_opt(o, :parallelism, true)
+
+  defp limits(:disabled), do: nil
+  defp limits({_low, _high} = limits), do: limits
+
+  defp port_opt(%__MODULE__{port_opts: port_opts}, key, default),
+    do: port_opts |> Enum.filter(&is_tuple/1) |> Keyword.get(key, default)
 
   @doc "Whether Python's stdin/stdout carry the protocol."
   @spec use_stdio?(t()) :: boolean()
@@ -157,7 +171,9 @@ defmodule Snex.Interpreter.Options do
          env: Map.to_list(environment(o)),
          cd: o.cd,
          use_stdio: use_stdio?(o),
-         busy_limits: busy_limits(o),
+         busy_limits_port: busy_limits_port(o),
+         busy_limits_msgq: busy_limits_msgq(o),
+         parallelism: parallelism?(o),
          encoding_opts: Snex.Serde.EncodingOpts.pack(o.encoding_opts)
        }}
     end
@@ -201,7 +217,11 @@ defmodule Snex.Interpreter.Options do
   defp checked_wrap(other),
     do: raise(ArgumentError, "wrap_exec must return {executable, args}, got: #{inspect(other)}")
 
-  @doc "Environment variables for Python: the user's, with our package on PYTHONPATH."
+  @doc """
+  Environment variables for Python: the user's, with our package on PYTHONPATH and Snex's own
+  settings (`SNEX_USE_STDIO`, `SNEX_EAGER`, and `SNEX_READ_LIMIT`: the high watermark of
+  `busy_limits_port`, which bounds how far Python's reader reads ahead).
+  """
   @spec environment(t()) :: %{String.t() => String.t()}
   def environment(%__MODULE__{} = o) do
     snex_path = Application.app_dir(:snex, "priv/python")
@@ -217,9 +237,13 @@ defmodule Snex.Interpreter.Options do
       %{"PYTHONPATH" => python_path}
       |> maybe_put(use_stdio?(o), "SNEX_USE_STDIO", "1")
       |> maybe_put(not o.eager_polyfill?, "SNEX_EAGER", "0")
+      |> put_read_limit(busy_limits_port(o))
 
     defaults |> Map.merge(o.environment) |> Map.merge(extra)
   end
+
+  defp put_read_limit(map, nil), do: map
+  defp put_read_limit(map, {_low, high}), do: Map.put(map, "SNEX_READ_LIMIT", to_string(high))
 
   defp maybe_put(map, true, key, value), do: Map.put(map, key, value)
   defp maybe_put(map, false, _key, _value), do: map

@@ -5,6 +5,7 @@ rustler::atoms! {
     error,
     nil,
     busy,
+    locked,
     dirty,
     closed,
     inf,

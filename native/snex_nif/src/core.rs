@@ -2,7 +2,7 @@
 //! requests waiting for a reply.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use snex_core::process::{self, ChildHandle, SpawnSpec};
 
 use crate::reader;
 use crate::resources::InterpreterRes;
-use crate::writer::{Outgoing, Writer};
+use crate::writer::{Limits, Outgoing, Writer};
 
 /// A request waiting for its reply.
 pub struct Pending {
@@ -34,6 +34,11 @@ pub struct Core {
     /// The interpreter's encoding options, packed (see `EncodeOpts::resolve`).
     pub default_encoding: u32,
     pending: Mutex<HashMap<u64, Pending>>,
+    /// With `parallelism: false`, the lock a caller holds while it encodes and queues.
+    submit_lock: Option<Mutex<()>>,
+    /// Callers encoding and queueing right now, and the most ever seen at once.
+    submitting: AtomicUsize,
+    max_submitting: AtomicUsize,
     next_request: AtomicU64,
     next_env: AtomicI64,
     shut_down: AtomicBool,
@@ -42,21 +47,52 @@ pub struct Core {
 /// How long a stopping Python gets after its pipe is closed, and again after `SIGTERM`.
 pub const STOP_GRACE: Duration = Duration::from_millis(1000);
 
+/// Transport settings of an interpreter (`:port_opts`).
+#[derive(Debug, Clone, Copy)]
+pub struct Transport {
+    /// Limits of the bytes not yet accepted by the pipe.
+    pub port_limits: Limits,
+    /// Limits of the bytes not yet taken by the writer thread.
+    pub msgq_limits: Limits,
+    /// `false`: one caller at a time encodes and queues.
+    pub parallelism: bool,
+}
+
+/// A caller's permission to encode and queue a frame; ends when dropped.
+pub struct Turn<'a> {
+    core: &'a Core,
+    _lock: Option<MutexGuard<'a, ()>>,
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        self.core.submitting.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
 impl Core {
     /// Spawns Python and its reader, writer and reaper threads.
     pub fn start(
         spec: &SpawnSpec,
         owner: LocalPid,
-        busy_limits: Option<(usize, usize)>,
+        transport: Transport,
         default_encoding: u32,
     ) -> std::io::Result<Arc<Core>> {
         let spawned = process::spawn(spec)?;
+        let writer = Writer::start(
+            spawned.to_child,
+            transport.port_limits,
+            transport.msgq_limits,
+        )?;
         let core = Arc::new(Core {
             owner,
             child: spawned.handle.clone(),
-            writer: Writer::start(spawned.to_child, busy_limits)?,
+            writer,
             default_encoding,
             pending: Mutex::new(HashMap::new()),
+            submit_lock: (!transport.parallelism).then(|| Mutex::new(())),
+            submitting: AtomicUsize::new(0),
+            max_submitting: AtomicUsize::new(0),
             next_request: AtomicU64::new(1),
             next_env: AtomicI64::new(1),
             shut_down: AtomicBool::new(false),
@@ -75,6 +111,44 @@ impl Core {
                 });
             })?;
         Ok(core)
+    }
+
+    /// Starts a caller's turn to encode and queue. With `parallelism: false` only one caller
+    /// has a turn at a time: `None` means another one has it (never blocks).
+    pub fn try_turn(&self) -> Option<Turn<'_>> {
+        let lock = match &self.submit_lock {
+            Some(m) => match m.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            },
+            None => None,
+        };
+        Some(self.turn_with(lock))
+    }
+
+    /// Like [`Core::try_turn`], but waits for the turn. Blocks: call it only on a dirty I/O
+    /// scheduler or a thread of our own.
+    pub fn wait_turn(&self) -> Turn<'_> {
+        let lock = self
+            .submit_lock
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(|p| p.into_inner()));
+        self.turn_with(lock)
+    }
+
+    fn turn_with<'a>(&'a self, lock: Option<MutexGuard<'a, ()>>) -> Turn<'a> {
+        let now = self.submitting.fetch_add(1, Ordering::AcqRel) + 1;
+        self.max_submitting.fetch_max(now, Ordering::AcqRel);
+        Turn {
+            core: self,
+            _lock: lock,
+        }
+    }
+
+    /// The most callers ever seen encoding and queueing at the same time.
+    pub fn max_concurrent_submits(&self) -> usize {
+        self.max_submitting.load(Ordering::Acquire)
     }
 
     /// A fresh request id.

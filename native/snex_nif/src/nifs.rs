@@ -1,6 +1,11 @@
 //! The NIF functions (`Snex.Native`). Each encodes on the calling process's scheduler within a
 //! budget (`:dirty` asks Elixir to call the `_dirty` twin), registers the caller in the pending
 //! table and queues the frame; the reply arrives as a message `{tag, reply}`.
+//!
+//! With `parallelism: false` a caller encodes and queues only during its turn (see
+//! [`Core::try_turn`]). The normal and dirty CPU variants never wait for it: they answer
+//! `:locked`, and Elixir calls the `_serial` twin, which runs on a dirty I/O scheduler and may
+//! block there until the turn is free.
 
 use std::ffi::OsString;
 
@@ -11,7 +16,7 @@ use snex_core::pickle::{PickleOutput, PickleWriter};
 use snex_core::process::SpawnSpec;
 
 use crate::atoms;
-use crate::core::{Core, Pending};
+use crate::core::{Core, Pending, Transport, Turn};
 use crate::encode::{encode_term, encode_vars, Budget, EncodeError, EncodeOpts};
 use crate::resources::{EnvRes, InterpreterRes};
 use crate::writer::Outgoing;
@@ -24,8 +29,48 @@ struct StartOpts {
     env: Vec<(String, String)>,
     cd: Option<String>,
     use_stdio: bool,
-    busy_limits: Option<(usize, usize)>,
+    busy_limits_port: Option<(usize, usize)>,
+    busy_limits_msgq: Option<(usize, usize)>,
+    parallelism: bool,
     encoding_opts: u32,
+}
+
+/// Queue sizes and submission statistics of an interpreter, for tests and diagnostics.
+#[derive(rustler::NifMap)]
+struct Stats {
+    /// Bytes handed over and not yet accepted by the pipe.
+    port_queued: usize,
+    /// Bytes handed over and not yet taken by the writer thread.
+    msgq_queued: usize,
+    /// The most callers ever seen encoding and queueing at once.
+    max_concurrent_submits: usize,
+}
+
+/// Where a submitting NIF runs: decides its encoding budget and how it gets its turn.
+#[derive(Clone, Copy)]
+enum Sched {
+    /// A normal scheduler: encoding within a budget, the turn only if it is free.
+    Normal,
+    /// A dirty CPU scheduler: unlimited encoding, the turn only if it is free.
+    DirtyCpu,
+    /// A dirty I/O scheduler: unlimited encoding, waits for the turn.
+    DirtyIo,
+}
+
+impl Sched {
+    fn budget(self) -> Budget {
+        match self {
+            Sched::Normal => Budget::for_normal_scheduler(),
+            Sched::DirtyCpu | Sched::DirtyIo => Budget::unlimited(),
+        }
+    }
+
+    fn turn(self, core: &Core) -> Option<Turn<'_>> {
+        match self {
+            Sched::Normal | Sched::DirtyCpu => core.try_turn(),
+            Sched::DirtyIo => Some(core.wait_turn()),
+        }
+    }
 }
 
 /// Starts Python; the calling process becomes the owner (it gets `{:snex_exit, status}` and
@@ -44,7 +89,12 @@ fn start(env: Env, opts: StartOpts) -> Term {
         use_stdio: opts.use_stdio,
     };
     let owner = env.pid();
-    match Core::start(&spec, owner, opts.busy_limits, opts.encoding_opts) {
+    let transport = Transport {
+        port_limits: opts.busy_limits_port,
+        msgq_limits: opts.busy_limits_msgq,
+        parallelism: opts.parallelism,
+    };
+    match Core::start(&spec, owner, transport, opts.encoding_opts) {
         Ok(core) => {
             let res = ResourceArc::new(InterpreterRes { core });
             env.monitor(&res, &owner);
@@ -59,6 +109,16 @@ fn start(env: Env, opts: StartOpts) -> Term {
 fn set_mapset_template(empty: Term) -> rustler::Atom {
     crate::decode::set_mapset_template(empty);
     atoms::ok()
+}
+
+#[rustler::nif]
+fn stats(res: ResourceArc<InterpreterRes>) -> Stats {
+    let queued = res.core.writer.queued();
+    Stats {
+        port_queued: queued.port,
+        msgq_queued: queued.msgq,
+        max_concurrent_submits: res.core.max_concurrent_submits(),
+    }
 }
 
 #[rustler::nif]
@@ -131,7 +191,7 @@ fn eval<'a>(
         line,
         vars,
         opts,
-        Budget::for_normal_scheduler(),
+        Sched::Normal,
     )
 }
 
@@ -158,7 +218,34 @@ fn eval_dirty<'a>(
         line,
         vars,
         opts,
-        Budget::unlimited(),
+        Sched::DirtyCpu,
+    )
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+#[allow(clippy::too_many_arguments)]
+fn eval_serial<'a>(
+    env: Env<'a>,
+    target: Term<'a>,
+    env_id: i64,
+    tag: Term<'a>,
+    code: Option<Binary<'a>>,
+    file: Binary<'a>,
+    line: i64,
+    vars: Term<'a>,
+    opts: u32,
+) -> NifResult<Term<'a>> {
+    eval_with(
+        env,
+        target,
+        env_id,
+        tag,
+        code,
+        file,
+        line,
+        vars,
+        opts,
+        Sched::DirtyIo,
     )
 }
 
@@ -173,9 +260,14 @@ fn eval_with<'a>(
     line: i64,
     vars: Term<'a>,
     opts: u32,
-    mut budget: Budget,
+    sched: Sched,
 ) -> NifResult<Term<'a>> {
     let (interp, env_id) = resolve_target(target, env_id)?;
+    let _turn = match begin(env, &interp.core, sched, true) {
+        Ok(turn) => turn,
+        Err(answer) => return Ok(answer),
+    };
+    let mut budget = sched.budget();
     let opts = EncodeOpts::resolve(interp.core.default_encoding, opts);
     let mut w = PickleWriter::new();
     w.begin_tuple(5);
@@ -208,15 +300,7 @@ fn make_env<'a>(
     vars: Term<'a>,
     opts: u32,
 ) -> NifResult<Term<'a>> {
-    make_env_with(
-        env,
-        interp,
-        tag,
-        sources,
-        vars,
-        opts,
-        Budget::for_normal_scheduler(),
-    )
+    make_env_with(env, interp, tag, sources, vars, opts, Sched::Normal)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -228,7 +312,19 @@ fn make_env_dirty<'a>(
     vars: Term<'a>,
     opts: u32,
 ) -> NifResult<Term<'a>> {
-    make_env_with(env, interp, tag, sources, vars, opts, Budget::unlimited())
+    make_env_with(env, interp, tag, sources, vars, opts, Sched::DirtyCpu)
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn make_env_serial<'a>(
+    env: Env<'a>,
+    interp: ResourceArc<InterpreterRes>,
+    tag: Term<'a>,
+    sources: Vec<(i64, i64, Vec<String>)>,
+    vars: Term<'a>,
+    opts: u32,
+) -> NifResult<Term<'a>> {
+    make_env_with(env, interp, tag, sources, vars, opts, Sched::DirtyIo)
 }
 
 fn make_env_with<'a>(
@@ -238,8 +334,13 @@ fn make_env_with<'a>(
     sources: Vec<(i64, i64, Vec<String>)>,
     vars: Term<'a>,
     opts: u32,
-    mut budget: Budget,
+    sched: Sched,
 ) -> NifResult<Term<'a>> {
+    let _turn = match begin(env, &interp.core, sched, true) {
+        Ok(turn) => turn,
+        Err(answer) => return Ok(answer),
+    };
+    let mut budget = sched.budget();
     let new_id = interp.core.next_env_id();
     let opts = EncodeOpts::resolve(interp.core.default_encoding, opts);
     let mut w = PickleWriter::new();
@@ -286,15 +387,7 @@ fn call_result<'a>(
     value: Term<'a>,
     opts: u32,
 ) -> Term<'a> {
-    call_result_with(
-        env,
-        interp,
-        call_id,
-        ok,
-        value,
-        opts,
-        Budget::for_normal_scheduler(),
-    )
+    call_result_with(env, interp, call_id, ok, value, opts, Sched::Normal)
 }
 
 #[rustler::nif(schedule = "DirtyCpu")]
@@ -306,7 +399,19 @@ fn call_result_dirty<'a>(
     value: Term<'a>,
     opts: u32,
 ) -> Term<'a> {
-    call_result_with(env, interp, call_id, ok, value, opts, Budget::unlimited())
+    call_result_with(env, interp, call_id, ok, value, opts, Sched::DirtyCpu)
+}
+
+#[rustler::nif(schedule = "DirtyIo")]
+fn call_result_serial<'a>(
+    env: Env<'a>,
+    interp: ResourceArc<InterpreterRes>,
+    call_id: u64,
+    ok: bool,
+    value: Term<'a>,
+    opts: u32,
+) -> Term<'a> {
+    call_result_with(env, interp, call_id, ok, value, opts, Sched::DirtyIo)
 }
 
 fn call_result_with<'a>(
@@ -316,8 +421,14 @@ fn call_result_with<'a>(
     ok: bool,
     value: Term<'a>,
     opts: u32,
-    mut budget: Budget,
+    sched: Sched,
 ) -> Term<'a> {
+    // The answer to a call Python is waiting for is never held back by the busy limits.
+    let _turn = match begin(env, &interp.core, sched, false) {
+        Ok(turn) => turn,
+        Err(answer) => return answer,
+    };
+    let mut budget = sched.budget();
     let opts = EncodeOpts::resolve(interp.core.default_encoding, opts);
     let mut w = PickleWriter::new();
     w.begin_tuple(2);
@@ -347,7 +458,29 @@ fn resolve_target(target: Term, env_id: i64) -> NifResult<(ResourceArc<Interpret
     Ok((interp, env_id))
 }
 
-/// Registers the caller and queues the frame: `{:ok, id}`, `:busy`, or `{:error, reason}`.
+/// Before encoding: fails with `{:error, :closed}` when the interpreter is shut down, `:locked`
+/// when another caller has the turn (only with `parallelism: false`, and never on
+/// [`Sched::DirtyIo`], which waits for it), or `:busy` when a busy limit is exceeded (then the
+/// caller gets `:snex_writable` later; only with `check_busy`).
+fn begin<'a, 'c>(
+    env: Env<'a>,
+    core: &'c Core,
+    sched: Sched,
+    check_busy: bool,
+) -> Result<Turn<'c>, Term<'a>> {
+    if core.is_shut_down() {
+        return Err((atoms::error(), atoms::closed()).encode(env));
+    }
+    let Some(turn) = sched.turn(core) else {
+        return Err(atoms::locked().encode(env));
+    };
+    if check_busy && core.writer.is_busy(env.pid()) {
+        return Err(atoms::busy().encode(env));
+    }
+    Ok(turn)
+}
+
+/// Registers the caller and queues the frame: `{:ok, id}` or `{:error, reason}`.
 fn submit<'a>(
     env: Env<'a>,
     interp: &ResourceArc<InterpreterRes>,
@@ -356,13 +489,7 @@ fn submit<'a>(
     body: PickleOutput<Vec<u8>>,
 ) -> Term<'a> {
     let core = &interp.core;
-    if core.is_shut_down() {
-        return (atoms::error(), atoms::closed()).encode(env);
-    }
     let caller = env.pid();
-    if core.writer.is_busy(caller) {
-        return atoms::busy().encode(env);
-    }
     let id = core.next_request_id();
     let frame = match Outgoing::new(frame_kind, id, body) {
         Ok(frame) => frame,

@@ -1,15 +1,22 @@
 //! The writer thread: takes frames from a queue and writes them to Python's pipe, batching
 //! whatever is queued into one `writev`.
 //!
-//! It also keeps the count of queued bytes for the busy limits: a submitter that finds more
-//! than `high` bytes queued gets `:busy` and is registered as a waiter; the writer sends each
-//! waiter `:snex_writable` once the queue has drained below `low`.
+//! It also keeps two byte counters for the busy limits (see [`Gate`]):
+//!
+//! * the *port* counter: bytes handed over by callers and not yet accepted by the pipe (in the
+//!   channel, or in the batch being written); it drops as each `writev` is accepted;
+//! * the *msgq* counter: bytes handed over by callers that the writer thread has not yet taken
+//!   from its channel; it drops when the writer gathers a batch.
+//!
+//! A submitter that finds a gate over its high watermark gets `:busy` and is registered as a
+//! waiter of that gate; the writer sends each waiter `:snex_writable` once the counter has
+//! drained to the low watermark.
 
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use rustler::{Encoder, LocalPid, OwnedEnv};
 use snex_core::frame;
@@ -17,6 +24,9 @@ use snex_core::pickle::PickleOutput;
 
 /// How many queued frames are gathered into one `writev` at most.
 const MAX_BATCH: usize = 64;
+
+/// Busy limits: `(low, high)` watermarks in bytes, or `None` for no limit.
+pub type Limits = Option<(usize, usize)>;
 
 /// One frame to write.
 pub struct Outgoing {
@@ -52,11 +62,104 @@ impl Outgoing {
     }
 }
 
-struct Shared {
+/// A byte counter with busy limits and the callers waiting for it to drain.
+///
+/// Once the counter is found over `high`, the gate is *busy*: every caller is suspended until
+/// the counter has drained to `low`, when the writer clears the busy state and wakes them all.
+/// The busy state and the waiters change only under the `waiters` lock, and the caller
+/// re-checks the counter under it while the writer takes it after every decrement that reaches
+/// `low`, so a wake-up is never lost.
+struct Gate {
+    limits: Limits,
     queued: AtomicUsize,
-    limits: Option<(usize, usize)>,
+    /// A hint for the lock-free fast path; authoritative only under `waiters`.
+    busy: AtomicBool,
     waiters: Mutex<Vec<LocalPid>>,
+}
+
+impl Gate {
+    fn new(limits: Limits) -> Self {
+        Gate {
+            limits,
+            queued: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn add(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Subtracts `n` and returns what is left.
+    fn sub(&self, n: usize) -> usize {
+        let before = self.queued.fetch_sub(n, Ordering::AcqRel);
+        before.saturating_sub(n)
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Vec<LocalPid>> {
+        self.waiters.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// True when the gate is busy; then `waiter` is registered and will get `:snex_writable`.
+    fn enter(&self, waiter: LocalPid, closed: &AtomicBool) -> bool {
+        let Some((_, high)) = self.limits else {
+            return false;
+        };
+        if !self.busy.load(Ordering::Acquire) && self.queued.load(Ordering::Acquire) <= high {
+            return false;
+        }
+        let mut waiters = self.waiters();
+        // Nobody would wake us once the writer has stopped; the submission then fails anyway.
+        if closed.load(Ordering::Acquire) {
+            return false;
+        }
+        if !self.busy.load(Ordering::Acquire) {
+            // Re-check under the lock the writer takes to wake waiters.
+            if self.queued.load(Ordering::Acquire) <= high {
+                return false;
+            }
+            self.busy.store(true, Ordering::Release);
+        }
+        waiters.push(waiter);
+        true
+    }
+
+    /// Called by the writer after the counter dropped to `left` (or when it stops, `closed`):
+    /// wakes every waiter once `left` is at most `low`.
+    fn drained(&self, left: usize, closed: bool, env: &mut OwnedEnv) {
+        let Some((low, _)) = self.limits else {
+            return;
+        };
+        if left > low && !closed {
+            return;
+        }
+        let woken: Vec<LocalPid> = {
+            let mut waiters = self.waiters();
+            self.busy.store(false, Ordering::Release);
+            std::mem::take(&mut *waiters)
+        };
+        for pid in woken {
+            let _ = env.send_and_clear(&pid, |env| crate::atoms::snex_writable().encode(env));
+        }
+    }
+}
+
+struct Shared {
+    /// Bytes not yet accepted by the pipe.
+    port: Gate,
+    /// Bytes not yet taken from the channel by the writer thread.
+    msgq: Gate,
     closed: AtomicBool,
+}
+
+/// How many bytes are queued, as seen by each busy limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Queued {
+    /// Bytes handed over and not yet accepted by the pipe.
+    pub port: usize,
+    /// Bytes handed over and not yet taken from the channel by the writer thread.
+    pub msgq: usize,
 }
 
 /// Handle to an interpreter's writer thread.
@@ -66,13 +169,13 @@ pub struct Writer {
 }
 
 impl Writer {
-    /// Starts the writer thread for `pipe`.
-    pub fn start(pipe: File, limits: Option<(usize, usize)>) -> io::Result<Writer> {
+    /// Starts the writer thread for `pipe`, with the busy limits of the bytes not yet accepted
+    /// by the pipe (`port_limits`) and of those not yet taken by the writer (`msgq_limits`).
+    pub fn start(pipe: File, port_limits: Limits, msgq_limits: Limits) -> io::Result<Writer> {
         let (tx, rx) = mpsc::channel();
         let shared = Arc::new(Shared {
-            queued: AtomicUsize::new(0),
-            limits,
-            waiters: Mutex::new(Vec::new()),
+            port: Gate::new(port_limits),
+            msgq: Gate::new(msgq_limits),
             closed: AtomicBool::new(false),
         });
         let thread_shared = shared.clone();
@@ -91,11 +194,13 @@ impl Writer {
         let tx = self.tx.lock().unwrap_or_else(|p| p.into_inner());
         match tx.as_ref() {
             Some(tx) => {
-                self.shared.queued.fetch_add(len, Ordering::AcqRel);
+                self.shared.port.add(len);
+                self.shared.msgq.add(len);
                 if tx.send(frame).is_ok() {
                     true
                 } else {
-                    self.shared.queued.fetch_sub(len, Ordering::AcqRel);
+                    self.shared.port.sub(len);
+                    self.shared.msgq.sub(len);
                     false
                 }
             }
@@ -103,29 +208,23 @@ impl Writer {
         }
     }
 
-    /// True when more than the high watermark is queued; then `waiter` is told
-    /// (`:snex_writable`) when the queue has drained below the low watermark.
+    /// True when either busy limit is exceeded; then `waiter` is told (`:snex_writable`) when
+    /// that queue has drained to its low watermark, and should ask again.
     pub fn is_busy(&self, waiter: LocalPid) -> bool {
-        let Some((_, high)) = self.shared.limits else {
-            return false;
-        };
-        if self.shared.queued.load(Ordering::Acquire) <= high {
-            return false;
+        let closed = &self.shared.closed;
+        self.shared.port.enter(waiter, closed) || self.shared.msgq.enter(waiter, closed)
+    }
+
+    /// The current byte counts.
+    pub fn queued(&self) -> Queued {
+        Queued {
+            port: self.shared.port.queued.load(Ordering::Acquire),
+            msgq: self.shared.msgq.queued.load(Ordering::Acquire),
         }
-        let mut waiters = self
-            .shared
-            .waiters
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        // Re-check under the lock the writer takes to notify, so no wake-up is lost.
-        if self.shared.queued.load(Ordering::Acquire) <= high {
-            return false;
-        }
-        waiters.push(waiter);
-        true
     }
 
     /// Closes the queue: frames already queued are still written, then the pipe is closed.
+    /// From now on callers are never suspended (their submissions fail at once).
     pub fn close(&self) {
         self.shared.closed.store(true, Ordering::Release);
         self.tx.lock().unwrap_or_else(|p| p.into_inner()).take();
@@ -143,39 +242,31 @@ fn write_loop(mut pipe: File, rx: Receiver<Outgoing>, shared: &Shared) {
                 Err(_) => break,
             }
         }
-        let written: usize = batch.iter().map(Outgoing::len).sum();
-        let result = write_batch(&mut pipe, &batch);
+        let taken: usize = batch.iter().map(Outgoing::len).sum();
+        let left = shared.msgq.sub(taken);
+        shared.msgq.drained(left, false, &mut notify_env);
+        let mut accepted = 0;
+        let result = write_batch(&mut pipe, &batch, |n| {
+            accepted += n;
+            let left = shared.port.sub(n);
+            shared.port.drained(left, false, &mut notify_env);
+        });
         batch.clear();
-        let left = shared.queued.fetch_sub(written, Ordering::AcqRel) - written;
-        wake_waiters(shared, left, &mut notify_env);
         if result.is_err() {
             // Python is gone; the reaper reports it.
+            shared.port.sub(taken - accepted);
             break;
         }
     }
+    // Set before the final wake-up: a caller registering after it sees `closed`.
     shared.closed.store(true, Ordering::Release);
-    shared.queued.store(0, Ordering::Release);
-    wake_waiters(shared, 0, &mut notify_env);
-}
-
-fn wake_waiters(shared: &Shared, left: usize, env: &mut OwnedEnv) {
-    let low = match shared.limits {
-        Some((low, _)) => low,
-        None => return,
-    };
-    if left > low && !shared.closed.load(Ordering::Acquire) {
-        return;
-    }
-    let waiters: Vec<LocalPid> = {
-        let mut w = shared.waiters.lock().unwrap_or_else(|p| p.into_inner());
-        std::mem::take(&mut *w)
-    };
-    for pid in waiters {
-        let _ = env.send_and_clear(&pid, |env| crate::atoms::snex_writable().encode(env));
+    for gate in [&shared.port, &shared.msgq] {
+        gate.drained(0, true, &mut notify_env);
     }
 }
 
-fn write_batch(pipe: &mut File, batch: &[Outgoing]) -> io::Result<()> {
+/// Writes the whole batch, reporting each number of bytes the pipe accepts to `accepted`.
+fn write_batch(pipe: &mut File, batch: &[Outgoing], accepted: impl FnMut(usize)) -> io::Result<()> {
     let mut slices: Vec<IoSlice> = Vec::with_capacity(batch.len() * 3);
     for frame in batch {
         slices.push(IoSlice::new(&frame.header));
@@ -183,16 +274,23 @@ fn write_batch(pipe: &mut File, batch: &[Outgoing]) -> io::Result<()> {
             slices.extend(body.io_slices());
         }
     }
-    write_all_vectored(pipe, &mut slices)
+    write_all_vectored(pipe, &mut slices, accepted)
 }
 
-fn write_all_vectored(pipe: &mut File, mut slices: &mut [IoSlice]) -> io::Result<()> {
+fn write_all_vectored(
+    pipe: &mut File,
+    mut slices: &mut [IoSlice],
+    mut accepted: impl FnMut(usize),
+) -> io::Result<()> {
     // writev takes at most IOV_MAX (1024) slices at a time.
     while !slices.is_empty() {
         let take = slices.len().min(1024);
         match pipe.write_vectored(&slices[..take]) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(n) => IoSlice::advance_slices(&mut slices, n),
+            Ok(n) => {
+                accepted(n);
+                IoSlice::advance_slices(&mut slices, n);
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }
