@@ -18,6 +18,7 @@ defmodule Snex.Native do
   def stats(_interpreter), do: :erlang.nif_error(:nif_not_loaded)
   def shutdown(_interpreter), do: :erlang.nif_error(:nif_not_loaded)
   def cancel(_interpreter, _id), do: :erlang.nif_error(:nif_not_loaded)
+  def forget_waiter(_target), do: :erlang.nif_error(:nif_not_loaded)
   def destroy_env(_target, _env_id), do: :erlang.nif_error(:nif_not_loaded)
   def is_env(_term), do: :erlang.nif_error(:nif_not_loaded)
   def disable_gc(_env), do: :erlang.nif_error(:nif_not_loaded)

@@ -44,7 +44,7 @@ defmodule Snex.Request do
         submit(resource, tag, submit, next_mode(mode, retry), deadline)
 
       :busy ->
-        case wait_writable(tag, deadline) do
+        case wait_writable(resource, tag, deadline) do
           :ok -> submit(resource, tag, submit, mode, deadline)
           error -> error
         end
@@ -139,17 +139,31 @@ defmodule Snex.Request do
     end
   end
 
-  defp wait_writable(tag, deadline) do
+  defp wait_writable(resource, tag, deadline) do
     receive do
       :snex_writable ->
         :ok
 
       {:DOWN, ^tag, :process, _, reason} ->
+        stop_waiting(resource)
         {:error, Error.new(:call_failed, reason)}
     after
       remaining(deadline) ->
+        stop_waiting(resource)
         Process.demonitor(tag, [:flush])
         {:error, Error.new(:response_timeout, "the interpreter's queue stayed full")}
+    end
+  end
+
+  # Leaves no `:snex_writable` behind in the caller's mailbox: either the writer has not woken
+  # us yet (then it never will), or its message is already on its way.
+  defp stop_waiting(resource) do
+    unless Snex.Native.forget_waiter(resource) do
+      receive do
+        :snex_writable -> :ok
+      after
+        1_000 -> :ok
+      end
     end
   end
 

@@ -120,6 +120,8 @@ defmodule Snex.TransportTest do
         assert {:ok, 300_000} = Task.await(big, 10_000)
         assert {:ok, 3} = Task.await(small, 10_000)
         assert stats(i).port_queued == 0
+        # The caller that timed out while suspended is not woken later.
+        refute_receive :snex_writable, 200
       end
     end
 

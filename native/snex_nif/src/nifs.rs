@@ -140,6 +140,14 @@ fn cancel(env: Env, target: Term, id: u64) -> NifResult<bool> {
     Ok(interp.core.cancel(env, id))
 }
 
+/// The calling process stops waiting for `:snex_writable`; false if that message has been or
+/// is being sent to it.
+#[rustler::nif]
+fn forget_waiter(env: Env, target: Term) -> NifResult<bool> {
+    let (interp, _) = resolve_target(target, 0)?;
+    Ok(interp.core.writer.forget_waiter(&env.pid()))
+}
+
 /// Frees an environment in Python: `target` is the env's resource, or (for an env that has
 /// been to another node and back) the interpreter's resource with the env's id.
 #[rustler::nif]

@@ -125,6 +125,19 @@ impl Gate {
         true
     }
 
+    /// Removes `waiter` from the waiters; false if it is not there (already woken, or about
+    /// to be: the writer takes the whole list under the lock before it sends).
+    fn forget(&self, waiter: &LocalPid) -> bool {
+        let mut waiters = self.waiters();
+        match waiters.iter().position(|w| w == waiter) {
+            Some(i) => {
+                waiters.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Called by the writer after the counter dropped to `left` (or when it stops, `closed`):
     /// wakes every waiter once `left` is at most `low`.
     fn drained(&self, left: usize, closed: bool, env: &mut OwnedEnv) {
@@ -213,6 +226,12 @@ impl Writer {
     pub fn is_busy(&self, waiter: LocalPid) -> bool {
         let closed = &self.shared.closed;
         self.shared.port.enter(waiter, closed) || self.shared.msgq.enter(waiter, closed)
+    }
+
+    /// Stops waiting for `:snex_writable` (the caller gave up). True if no `:snex_writable`
+    /// will come; false if it has been or is being sent.
+    pub fn forget_waiter(&self, waiter: &LocalPid) -> bool {
+        self.shared.port.forget(waiter) || self.shared.msgq.forget(waiter)
     }
 
     /// The current byte counts.
