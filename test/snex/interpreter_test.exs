@@ -252,6 +252,24 @@ defmodule Snex.InterpreterTest do
       assert_receive {:EXIT, ^i, ^expected}
     end
 
+    test "garbage written into the transport stops the interpreter at once" do
+      Process.flag(:trap_exit, true)
+      {:ok, i} = Snex.Interpreter.start_link()
+      os_pid = Snex.Interpreter.os_pid(i)
+
+      # "garb" reads as a 1.7 GB length: without the kind check the reader would wait for it.
+      assert {:error, %Error{code: :call_failed, reason: reason}} =
+               Snex.pyeval(
+                 i,
+                 "import os\nos.write(4, b'garbage written by mistake')\nawait snex.call('erlang', 'abs', [1])",
+                 timeout: 10_000
+               )
+
+      assert %Error{code: :interpreter_exited, reason: {:exit_status, 137}} = reason
+      assert_receive {:EXIT, ^i, %Error{code: :interpreter_exited}}
+      assert OSProcess.wait_gone(os_pid, 5_000)
+    end
+
     test "os._exit and segfault give their exit status" do
       Process.flag(:trap_exit, true)
 

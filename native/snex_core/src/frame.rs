@@ -76,6 +76,8 @@ pub enum FrameError {
     Truncated,
     /// The length field is below the minimum of 9.
     BadLength(u32),
+    /// The kind is not one the reader accepts (checked before the body is read).
+    UnexpectedKind(u8),
 }
 
 impl fmt::Display for FrameError {
@@ -93,6 +95,7 @@ impl fmt::Display for FrameError {
                     "frame length {n} is below the minimum of {LENGTH_OVERHEAD}"
                 )
             }
+            FrameError::UnexpectedKind(k) => write!(f, "unexpected frame kind {k}"),
         }
     }
 }
@@ -170,11 +173,24 @@ impl<R: Read> FrameReader<R> {
     /// arrive (at most 1 MiB ahead), so a header that lies about the length cannot cause a
     /// large allocation by itself.
     pub fn read_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        self.read_frame_of(|_| true)
+    }
+
+    /// Like [`FrameReader::read_frame`], but fails with [`FrameError::UnexpectedKind`] as soon
+    /// as the header names a kind that `accept` refuses, without waiting for the body: a stray
+    /// write into the pipe is then found at once instead of being taken for a long frame.
+    pub fn read_frame_of(
+        &mut self,
+        accept: impl Fn(u8) -> bool,
+    ) -> Result<Option<Frame>, FrameError> {
         let mut header = [0u8; HEADER_LEN];
         if !self.read_header(&mut header)? {
             return Ok(None);
         }
         let (length, kind, id) = parse_header(&header);
+        if !accept(kind) {
+            return Err(FrameError::UnexpectedKind(kind));
+        }
         let body_len = (length as usize)
             .checked_sub(LENGTH_OVERHEAD)
             .ok_or(FrameError::BadLength(length))?;

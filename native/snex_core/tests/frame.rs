@@ -182,3 +182,27 @@ fn too_large_bodies_are_refused_when_writing() {
     assert!(matches!(err, FrameError::TooLarge(_)));
     assert!(err.to_string().contains("larger than"));
 }
+
+#[test]
+fn a_refused_kind_fails_before_the_body_is_read() {
+    // Text written into the pipe by mistake: "garb" is taken for a length of ~1.7 GB, and 'a'
+    // for the kind. The reader must not wait for the body.
+    let data = b"garbage written by mistake".to_vec();
+    let mut reader = FrameReader::new(&data[..]);
+    let err = reader
+        .read_frame_of(|k| (kind::REPLY_OK..=kind::SEND).contains(&k))
+        .unwrap_err();
+    assert!(matches!(err, FrameError::UnexpectedKind(b'a')));
+    assert!(err.to_string().contains("unexpected frame kind 97"));
+
+    // Accepted kinds are read as usual.
+    let data = stream(&frames());
+    let mut reader = FrameReader::new(&data[..]);
+    for expected in frames() {
+        let frame = reader.read_frame_of(|_| true).unwrap().unwrap();
+        assert_eq!(
+            (frame.kind, frame.id, frame.body),
+            (expected.kind, expected.id, expected.body)
+        );
+    }
+}

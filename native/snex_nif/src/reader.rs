@@ -23,7 +23,7 @@ fn read_loop(core: &Core, pipe: File) {
     let mut reader = FrameReader::new(pipe);
     let mut request_env = OwnedEnv::new();
     loop {
-        match reader.read_frame() {
+        match reader.read_frame_of(|k| (kind::REPLY_OK..=kind::SEND).contains(&k)) {
             Ok(Some(frame)) => {
                 // A bug here must not leave callers waiting forever: stop the interpreter, so
                 // that they get :call_failed.
