@@ -297,11 +297,13 @@ defmodule Snex.Interpreter do
   defp start_python(%{options: options} = state) do
     with {:ok, spec} <- Options.start_spec(options),
          {:ok, res} <- native_start(spec) do
-      Snex.Registry.register(res)
       state = %{state | resource: res}
 
       case run_init_script(state) do
         :ok ->
+          # Only now can callers find the resource without asking this process, so nothing
+          # runs before the init script.
+          Snex.Registry.register(res)
           {:ok, state}
 
         {:error, error} ->
@@ -333,7 +335,7 @@ defmodule Snex.Interpreter do
     opts = Snex.Serde.EncodingOpts.pack(options.encoding_opts)
 
     case submit_root(res, tag, code, vars, opts) do
-      {:ok, id} -> await_init(res, tag, id, options.init_script_timeout)
+      {:ok, id} -> await_init(res, options, tag, id, deadline(options.init_script_timeout))
       {:error, {:encode_error, message}} -> {:error, Snex.Error.new(:encode_error, message)}
       {:error, reason} -> {:error, Snex.Error.new(:internal_error, reason)}
     end
@@ -362,7 +364,8 @@ defmodule Snex.Interpreter do
     end
   end
 
-  defp await_init(res, tag, id, timeout) do
+  # Python's requests to the BEAM (`snex.call` in the init script) are served meanwhile.
+  defp await_init(res, options, tag, id, deadline) do
     receive do
       {^tag, {:ok, _}} ->
         :ok
@@ -372,14 +375,25 @@ defmodule Snex.Interpreter do
 
       {:snex_exit, status} ->
         {:error, exited(status)}
+
+      {:snex_request, kind, request_id, body} ->
+        Snex.Interpreter.Callbacks.handle(kind, request_id, body, res, options)
+        await_init(res, options, tag, id, deadline)
     after
-      timeout ->
+      remaining(deadline) ->
         Snex.Native.cancel(res, id)
+        timeout = options.init_script_timeout
 
         {:error,
          Snex.Error.new(:init_script_timeout, "the init script did not finish in #{timeout} ms")}
     end
   end
+
+  defp deadline(:infinity), do: :infinity
+  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
+
+  defp remaining(:infinity), do: :infinity
+  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 
   defp exited(status), do: Snex.Error.new(:interpreter_exited, {:exit_status, status})
 

@@ -177,6 +177,31 @@ defmodule Snex.InterpreterTest do
       assert {:ok, true} = Snex.pyeval(i, "return ready")
     end
 
+    test "sync_start?: false: callers wait for the init script to finish" do
+      {:ok, i} =
+        start_supervised(
+          {Snex.Interpreter,
+           sync_start?: false,
+           init_script: "import asyncio\nawait asyncio.sleep(0.3)\nready = True"}
+        )
+
+      # By now the init script is running (and awaiting); a call must not overtake it.
+      Process.sleep(100)
+      assert {:ok, true} = Snex.pyeval(i, "return ready")
+    end
+
+    test "the init script can call into Elixir" do
+      code = "x = await Elixir.Enum.sum([1, 2, 3])\nawait snex.send(me, 'hi')"
+
+      {:ok, i} =
+        start_supervised(
+          {Snex.Interpreter, init_script: {code, %{"me" => self()}}, init_script_timeout: 5_000}
+        )
+
+      assert_receive "hi"
+      assert {:ok, 6} = Snex.pyeval(i, "return x")
+    end
+
     test "sync_start?: false crashes the process on failure" do
       Process.flag(:trap_exit, true)
 
