@@ -83,6 +83,43 @@ defmodule Snex.Bench do
     end
   end
 
+  @native_pong """
+  import os, statistics, sys, time
+
+  n = int(sys.argv[1])
+  to_child_r, to_child_w = os.pipe()
+  to_parent_r, to_parent_w = os.pipe()
+  if os.fork() == 0:
+      os.close(to_child_w)
+      os.close(to_parent_r)
+      while True:
+          data = os.read(to_child_r, 64)
+          if not data:
+              os._exit(0)
+          os.write(to_parent_w, data)
+  os.close(to_child_r)
+  os.close(to_parent_w)
+  samples = []
+  for i in range(n + 500):
+      t = time.perf_counter()
+      os.write(to_child_w, b"ping")
+      os.read(to_parent_r, 64)
+      if i >= 500:
+          samples.append((time.perf_counter() - t) * 1e6)
+  os.close(to_child_w)
+  print(statistics.median(samples), sorted(samples)[int(n * 0.99)])
+  """
+
+  @doc """
+  Median and p99 (µs) of a pipe ping-pong between two Python processes, outside the BEAM: the
+  round trip the OS gives two processes, the floor of any design with Python in its own process.
+  """
+  def native_pipe_floor(n) do
+    {out, 0} = System.cmd(System.find_executable("python3"), ["-c", @native_pong, to_string(n)])
+    [median, p99] = out |> String.split() |> Enum.map(&String.to_float/1)
+    {median, p99}
+  end
+
   def fmt(us) when is_float(us), do: :erlang.float_to_binary(us, decimals: 1)
   def fmt(n), do: to_string(n)
 
