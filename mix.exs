@@ -15,6 +15,8 @@ defmodule Snex.MixProject do
       compilers: [:snex_native] ++ Mix.compilers(),
       elixirc_paths: elixirc_paths(Mix.env()),
       deps: [],
+      # Mix is used only at compile time (custom interpreters) and in release steps.
+      xref: [exclude: [Mix, Mix.Project, Mix.Release]],
       test_coverage: [ignore_modules: []],
       description: "Python interpreters as supervised OS processes, driven from Elixir",
       docs: [main: "readme", extras: ["README.md", "CHANGELOG.md"]]
