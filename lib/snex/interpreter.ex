@@ -194,7 +194,7 @@ defmodule Snex.Interpreter do
   @spec start_link(keyword()) :: GenServer.on_start()
   def start_link(opts \\ []) do
     {options, gen_server_opts} = Options.split!(opts)
-    GenServer.start_link(__MODULE__, options, gen_server_opts)
+    GenServer.start_link(__MODULE__, Options.resolve_command!(options), gen_server_opts)
   end
 
   @doc """

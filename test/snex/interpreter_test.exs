@@ -34,6 +34,12 @@ defmodule Snex.InterpreterTest do
                Snex.Interpreter.start_link(python: "/nonexistent/python3")
     end
 
+    test "a wrap_exec returning something else than {executable, args} raises in the caller" do
+      assert_raise ArgumentError, ~r/wrap_exec must return \{executable, args\}/, fn ->
+        Snex.Interpreter.start_link(wrap_exec: fn _python, _args -> "bash" end)
+      end
+    end
+
     test ":cd and :environment" do
       dir = System.tmp_dir!()
 

@@ -31,7 +31,9 @@ defmodule Snex.Interpreter.Options do
             label: nil,
             encoding_opts: [],
             port_opts: [],
-            eager_polyfill?: true
+            eager_polyfill?: true,
+            # Not an option: the command line, resolved by `resolve_command!/1`.
+            command: nil
 
   @type t :: %__MODULE__{}
 
@@ -158,12 +160,24 @@ defmodule Snex.Interpreter.Options do
   @spec use_stdio?(t()) :: boolean()
   def use_stdio?(%__MODULE__{port_opts: port_opts}), do: :use_stdio in port_opts
 
+  @doc """
+  Resolves the command line (the Python executable, through `:wrap_exec`) in the calling
+  process, so that a `:wrap_exec` returning something else than `{executable, args}` raises
+  `ArgumentError` in the caller of `start_link/1`. A Python that cannot be found is kept as the
+  error that starting returns.
+  """
+  @spec resolve_command!(t()) :: t()
+  def resolve_command!(%__MODULE__{} = o) do
+    command =
+      with {:ok, python} <- python(o), do: {:ok, wrap(o.wrap_exec, python, ["-m", "snex"])}
+
+    %{o | command: command}
+  end
+
   @doc "The `Snex.Native.start/1` spec: program, args, environment, cd."
   @spec start_spec(t()) :: {:ok, map()} | {:error, Snex.Error.t()}
   def start_spec(%__MODULE__{} = o) do
-    with {:ok, python} <- python(o) do
-      {program, args} = wrap(o.wrap_exec, python, ["-m", "snex"])
-
+    with {:ok, {program, args}} <- o.command || resolve_command!(o).command do
       {:ok,
        %{
          program: program,
