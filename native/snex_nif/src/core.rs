@@ -11,7 +11,7 @@ use snex_core::process::{self, ChildHandle, SpawnSpec};
 
 use crate::reader;
 use crate::resources::InterpreterRes;
-use crate::writer::{Limits, Outgoing, Writer};
+use crate::writer::{self, Limits, Outgoing, Writer};
 
 /// A request waiting for its reply.
 pub struct Pending {
@@ -79,7 +79,7 @@ impl Core {
         default_encoding: u32,
     ) -> std::io::Result<Arc<Core>> {
         let spawned = process::spawn(spec)?;
-        let writer = Writer::start(
+        let writer = writer::start(
             spawned.to_child,
             transport.port_limits,
             transport.msgq_limits,
