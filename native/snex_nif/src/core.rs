@@ -165,8 +165,8 @@ impl Core {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers `pending` under `id` and queues `frame`, in that order, so a fast reply always
-    /// finds its entry. When the interpreter is closed, nothing stays registered and the entry
+    /// Registers `pending` under `id` and submits `frame` (which may be written into the pipe
+    /// at once), in that order, so a fast reply always finds its entry. When the interpreter is closed, nothing stays registered and the entry
     /// is handed back.
     pub fn submit(&self, id: u64, pending: Pending, frame: Outgoing) -> Result<(), Pending> {
         if self.is_shut_down() {

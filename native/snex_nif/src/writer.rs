@@ -1,5 +1,6 @@
-//! The writer of an interpreter's pipe to Python (see [`snex_core::writer`]). Callers waiting
-//! for a busy limit are BEAM processes, told with `:snex_writable`.
+//! The writer of an interpreter's pipe to Python (see [`snex_core::writer`]): frames are
+//! written directly by the submitting caller when nothing is queued, else by the writer
+//! thread. Callers waiting for a busy limit are BEAM processes, told with `:snex_writable`.
 
 use std::fs::File;
 use std::io;
