@@ -236,6 +236,110 @@ defmodule Snex.TransportTest do
     end
   end
 
+  describe "direct writes" do
+    test "small requests to an idle interpreter are written by the caller itself" do
+      i = start_interpreter([])
+      {:ok, env} = Snex.make_env(i)
+      before = stats(i).direct_writes
+
+      for n <- 1..50, do: assert({:ok, ^n} = Snex.pyeval(env, "return n", %{"n" => n}))
+
+      assert stats(i).direct_writes - before >= 50
+      assert %{port_queued: 0, msgq_queued: 0} = stats(i)
+    end
+
+    test "requests over 64 KiB go through the writer thread" do
+      i = start_interpreter([])
+      {:ok, env} = Snex.make_env(i)
+      before = stats(i).direct_writes
+      data = payload(100_000)
+
+      for _ <- 1..10 do
+        assert {:ok, 100_000} = Snex.pyeval(env, "return len(data)", %{"data" => data})
+      end
+
+      assert stats(i).direct_writes == before
+      assert %{port_queued: 0, msgq_queued: 0} = stats(i)
+    end
+
+    test "a request the pipe takes only in part is finished by the writer thread" do
+      i = start_interpreter([])
+      {blocker, release} = block_python(i)
+      before = stats(i)
+
+      # Python reads nothing now: the first fills most of the pipe, the next ones do not fit.
+      calls = for _ <- 1..4, do: start_call(i, "return len(data)", %{"data" => payload(60_000)})
+
+      assert OSProcess.eventually(fn ->
+               stats(i).direct_partial_writes > before.direct_partial_writes
+             end)
+
+      assert stats(i).port_queued > 0
+      # The callers did not wait for the pipe: they all wait for their replies.
+      for call <- calls, do: assert(in_function?(call, :await))
+
+      release.()
+      assert {:ok, "released"} = Task.await(blocker, 10_000)
+      for call <- calls, do: assert({:ok, 60_000} = Task.await(call, 10_000))
+      assert OSProcess.eventually(fn -> match?(%{port_queued: 0, msgq_queued: 0}, stats(i)) end)
+    end
+
+    for parallelism <- [true, false] do
+      test "one caller's pipelined requests arrive in order while others flood large payloads (parallelism: #{parallelism})" do
+        i = start_interpreter(parallelism: unquote(parallelism))
+
+        {:ok, env} = Snex.make_env(i)
+
+        {:ok, nil} =
+          Snex.pyeval(env, """
+          state = {"next": 0, "errors": []}
+          def take(n):
+              if n != state["next"]:
+                  state["errors"].append((n, state["next"]))
+              state["next"] = n + 1
+          """)
+
+        flooders =
+          for f <- 1..2 do
+            Task.async(fn ->
+              for k <- 1..15 do
+                size = 100_000 * f + 50_000 * k
+
+                {:ok, ^size} =
+                  Snex.pyeval(i, "return len(data)", %{"data" => payload(size)},
+                    encoding_opts: [binary_as: :bytes],
+                    timeout: 20_000
+                  )
+              end
+            end)
+          end
+
+        # Submitted without waiting for the replies: small frames (direct when the pipe is
+        # idle), some near the direct limit, some over it.
+        count = 600
+        pads = [0, 0, 0, 30_000, 0, 70_000, 0, 60_000, 10, 0]
+        tag = make_ref()
+        {:local, _pid, res, env_id} = Snex.Target.resolve(env)
+
+        for n <- 0..(count - 1) do
+          vars = %{"n" => n, "pad" => payload(Enum.at(pads, rem(n, length(pads))))}
+          {:ok, _id} = submit_now(res, env_id, tag, "take(n)", vars)
+        end
+
+        for _ <- 1..count do
+          assert_receive {^tag, reply}, 20_000
+          assert reply == {:ok, nil}
+        end
+
+        Task.await_many(flooders, 30_000)
+
+        assert {:ok, %{"next" => ^count, "errors" => []}} = Snex.pyeval(env, "return state")
+        assert OSProcess.eventually(fn -> match?(%{port_queued: 0, msgq_queued: 0}, stats(i)) end)
+        assert stats(i).direct_writes > 0
+      end
+    end
+  end
+
   describe "invalid values raise ArgumentError" do
     for opts <- [
           [port_opts: :use_stdio],
@@ -279,6 +383,23 @@ defmodule Snex.TransportTest do
     Task.async(fn ->
       Snex.pyeval(i, code, vars, encoding_opts: [binary_as: :bytes], timeout: 20_000)
     end)
+  end
+
+  # Submits an EVAL through the NIF without waiting for its reply, which comes as
+  # `{tag, reply}`; waits only while the interpreter is busy.
+  defp submit_now(res, env_id, tag, code, vars) do
+    args = fn transform, extra ->
+      [res, env_id, tag, code, "<test>", 1, transform.(vars), extra]
+    end
+
+    case Snex.Request.invoke_all(:eval, args) do
+      :busy ->
+        assert_receive :snex_writable, 20_000
+        submit_now(res, env_id, tag, code, vars)
+
+      other ->
+        other
+    end
   end
 
   # Blocks Python's event loop in synchronous code, so that it reads nothing more, until the

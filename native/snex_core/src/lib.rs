@@ -1,7 +1,9 @@
-//! Snex core: the wire format shared by the NIF and its tests, and Python process handling.
+//! Snex core: the wire format shared by the NIF and its tests, Python process handling, and
+//! the writer of the pipe to Python.
 //!
 //! Nothing in this crate depends on the BEAM, so all of it is tested with `cargo test`.
 
 pub mod frame;
 pub mod pickle;
 pub mod process;
+pub mod writer;

@@ -11,7 +11,7 @@ use snex_core::process::{self, ChildHandle, SpawnSpec};
 
 use crate::reader;
 use crate::resources::InterpreterRes;
-use crate::writer::{Limits, Outgoing, Writer};
+use crate::writer::{self, Limits, Outgoing, Writer};
 
 /// A request waiting for its reply.
 pub struct Pending {
@@ -79,7 +79,7 @@ impl Core {
         default_encoding: u32,
     ) -> std::io::Result<Arc<Core>> {
         let spawned = process::spawn(spec)?;
-        let writer = Writer::start(
+        let writer = writer::start(
             spawned.to_child,
             transport.port_limits,
             transport.msgq_limits,
@@ -165,8 +165,8 @@ impl Core {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Registers `pending` under `id` and queues `frame`, in that order, so a fast reply always
-    /// finds its entry. When the interpreter is closed, nothing stays registered and the entry
+    /// Registers `pending` under `id` and submits `frame` (which may be written into the pipe
+    /// at once), in that order, so a fast reply always finds its entry. When the interpreter is closed, nothing stays registered and the entry
     /// is handed back.
     pub fn submit(&self, id: u64, pending: Pending, frame: Outgoing) -> Result<(), Pending> {
         if self.is_shut_down() {

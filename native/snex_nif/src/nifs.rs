@@ -1,6 +1,7 @@
 //! The NIF functions (`Snex.Native`). Each encodes on the calling process's scheduler within a
 //! budget (`:dirty` asks Elixir to call the `_dirty` twin), registers the caller in the pending
-//! table and queues the frame; the reply arrives as a message `{tag, reply}`.
+//! table and submits the frame (written into the pipe at once when nothing is queued, see
+//! [`snex_core::writer`]); the reply arrives as a message `{tag, reply}`.
 //!
 //! With `parallelism: false` a caller encodes and queues only during its turn (see
 //! [`Core::try_turn`]). The normal and dirty CPU variants never wait for it: they answer
@@ -44,6 +45,10 @@ struct Stats {
     msgq_queued: usize,
     /// The most callers ever seen encoding and queueing at once.
     max_concurrent_submits: usize,
+    /// Frames the submitting caller wrote into the pipe itself, completely.
+    direct_writes: u64,
+    /// Frames the submitting caller began to write, whose rest the writer thread wrote.
+    direct_partial_writes: u64,
 }
 
 /// Where a submitting NIF runs: decides its encoding budget and how it gets its turn.
@@ -114,10 +119,13 @@ fn set_mapset_template(empty: Term) -> rustler::Atom {
 #[rustler::nif]
 fn stats(res: ResourceArc<InterpreterRes>) -> Stats {
     let queued = res.core.writer.queued();
+    let direct = res.core.writer.direct_writes();
     Stats {
         port_queued: queued.port,
         msgq_queued: queued.msgq,
         max_concurrent_submits: res.core.max_concurrent_submits(),
+        direct_writes: direct.complete,
+        direct_partial_writes: direct.partial,
     }
 }
 

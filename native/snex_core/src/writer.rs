@@ -1,0 +1,576 @@
+//! Writing frames into the pipe to Python.
+//!
+//! A submitted frame takes one of two ways into the pipe:
+//!
+//! * **Directly**, from the submitting thread: when nothing is queued or being written, the
+//!   frame is at most [`DIRECT_MAX`] bytes and the pipe lock is free, the submitter writes the
+//!   frame itself with one non-blocking `writev`. This saves waking the writer thread, one
+//!   thread hand-over on every request of an idle interpreter.
+//! * **Through the writer thread**, as every frame did before: it is put on a queue, and the
+//!   writer thread takes whatever is queued and writes it with one `writev`, waiting in
+//!   `poll` while the pipe is full.
+//!
+//! The pipe is in `O_NONBLOCK` mode, so no submitter ever waits for Python: a direct write
+//! that the pipe takes only in part (or not at all) leaves the rest to the writer thread.
+//!
+//! Frame order is kept exactly by two rules. The pipe is written only under the *pipe lock*:
+//! the writer thread holds it while it writes, a submitter only takes it with `try_lock` (a
+//! taken lock sends the frame to the queue). And `inflight` counts the frames handed to the
+//! writer thread and not yet completely written (queued, in the batch being written, or the
+//! unwritten rest of a direct write); it is raised before a frame is queued and lowered only
+//! after the frame is completely in the pipe, and a submitter writes directly only when it
+//! reads 0 under the pipe lock. So a direct write never overtakes a frame handed over before
+//! it. The rest of a partial direct write is not queued behind frames that other submitters may
+//! have queued meanwhile: it is left under the pipe lock, and the writer thread finishes it
+//! first whenever it takes the lock.
+//!
+//! The writer also keeps two byte counters for the busy limits (see [`Writer::is_busy`]):
+//!
+//! * the *port* counter: bytes handed to the writer thread and not yet accepted by the pipe
+//!   (queued, in the batch being written, or the rest of a partial direct write); it drops as
+//!   each `writev` is accepted;
+//! * the *msgq* counter: bytes queued that the writer thread has not yet taken from its queue;
+//!   it drops when the writer gathers a batch.
+//!
+//! A frame written directly and completely never counts. A submitter that finds a counter
+//! over its high watermark is told it is busy and registered as a waiter; the writer thread
+//! notifies each waiter once the counter has drained to the low watermark.
+
+use std::fs::File;
+use std::io::{self, IoSlice, Write};
+use std::os::fd::AsFd;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex, MutexGuard, TryLockError};
+
+use nix::errno::Errno;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+
+use crate::frame;
+use crate::pickle::PickleOutput;
+
+/// How many queued frames are gathered into one `writev` at most.
+const MAX_BATCH: usize = 64;
+
+/// The largest frame (header included) written directly by a submitter. Larger frames always
+/// go through the writer thread, so a direct write copies at most this much into the pipe.
+pub const DIRECT_MAX: usize = 64 * 1024;
+
+/// `writev` takes at most `IOV_MAX` slices at a time.
+const IOV_MAX: usize = 1024;
+
+/// Busy limits: `(low, high)` watermarks in bytes, or `None` for no limit.
+pub type Limits = Option<(usize, usize)>;
+
+/// One frame to write.
+pub struct Outgoing {
+    header: [u8; frame::HEADER_LEN],
+    body: Option<PickleOutput<Vec<u8>>>,
+    len: usize,
+}
+
+impl Outgoing {
+    /// A frame with a pickle body. Fails if the body does not fit in a frame.
+    pub fn new(kind: u8, id: u64, body: PickleOutput<Vec<u8>>) -> Result<Self, String> {
+        let len = body.len();
+        let header = frame::encode_header(kind, id, len).map_err(|e| e.to_string())?;
+        Ok(Outgoing {
+            header,
+            body: Some(body),
+            len: len + frame::HEADER_LEN,
+        })
+    }
+
+    /// A frame without a body.
+    pub fn empty(kind: u8, id: u64) -> Self {
+        Outgoing {
+            header: frame::encode_header(kind, id, 0).unwrap_or([0; frame::HEADER_LEN]),
+            body: None,
+            len: frame::HEADER_LEN,
+        }
+    }
+
+    /// Bytes on the wire.
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    /// True if the frame has no bytes (never: the header is always there).
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    fn push_slices<'a>(&'a self, slices: &mut Vec<IoSlice<'a>>) {
+        slices.push(IoSlice::new(&self.header));
+        if let Some(body) = &self.body {
+            slices.extend(body.io_slices());
+        }
+    }
+}
+
+/// The rest of a frame a submitter began to write directly: the writer thread writes it
+/// before anything else.
+struct Partial {
+    frame: Outgoing,
+    /// Bytes of `frame` already in the pipe.
+    written: usize,
+}
+
+impl Partial {
+    fn rest(&self) -> usize {
+        self.frame.len - self.written
+    }
+}
+
+/// What the writer thread's queue carries.
+enum Msg {
+    /// A frame to write after those queued before it.
+    Frame(Outgoing),
+    /// A submitter left the rest of a frame under the pipe lock.
+    Wake,
+}
+
+/// The pipe and the rest of a partial direct write, under the pipe lock.
+struct Pipe {
+    /// `None` once the writer thread has stopped (and closed the pipe).
+    file: Option<File>,
+    partial: Option<Partial>,
+}
+
+/// A byte counter with busy limits and the callers waiting for it to drain.
+///
+/// Once the counter is found over `high`, the gate is *busy*: every caller is suspended until
+/// the counter has drained to `low`, when the writer clears the busy state and wakes them all.
+/// The busy state and the waiters change only under the `waiters` lock, and the caller
+/// re-checks the counter under it while the writer takes it after every decrement that reaches
+/// `low`, so a wake-up is never lost.
+struct Gate<P> {
+    limits: Limits,
+    queued: AtomicUsize,
+    /// A hint for the lock-free fast path; authoritative only under `waiters`.
+    busy: AtomicBool,
+    waiters: Mutex<Vec<P>>,
+}
+
+impl<P: PartialEq> Gate<P> {
+    fn new(limits: Limits) -> Self {
+        Gate {
+            limits,
+            queued: AtomicUsize::new(0),
+            busy: AtomicBool::new(false),
+            waiters: Mutex::new(Vec::new()),
+        }
+    }
+
+    fn add(&self, n: usize) {
+        self.queued.fetch_add(n, Ordering::AcqRel);
+    }
+
+    /// Subtracts `n` and returns what is left.
+    fn sub(&self, n: usize) -> usize {
+        let before = self.queued.fetch_sub(n, Ordering::AcqRel);
+        before.saturating_sub(n)
+    }
+
+    fn waiters(&self) -> MutexGuard<'_, Vec<P>> {
+        lock(&self.waiters)
+    }
+
+    /// True when the gate is busy; then `waiter` is registered and will be notified.
+    fn enter(&self, waiter: P, closed: &AtomicBool) -> bool {
+        let Some((_, high)) = self.limits else {
+            return false;
+        };
+        if !self.busy.load(Ordering::Acquire) && self.queued.load(Ordering::Acquire) <= high {
+            return false;
+        }
+        let mut waiters = self.waiters();
+        // Nobody would wake us once the writer has stopped; the submission then fails anyway.
+        if closed.load(Ordering::Acquire) {
+            return false;
+        }
+        if !self.busy.load(Ordering::Acquire) {
+            // Re-check under the lock the writer takes to wake waiters.
+            if self.queued.load(Ordering::Acquire) <= high {
+                return false;
+            }
+            self.busy.store(true, Ordering::Release);
+        }
+        waiters.push(waiter);
+        true
+    }
+
+    /// Removes `waiter` from the waiters; false if it is not there (already woken, or about
+    /// to be: the writer takes the whole list under the lock before it notifies).
+    fn forget(&self, waiter: &P) -> bool {
+        let mut waiters = self.waiters();
+        match waiters.iter().position(|w| w == waiter) {
+            Some(i) => {
+                waiters.swap_remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Called by the writer thread after the counter dropped to `left` (or when it stops,
+    /// `closed`): notifies every waiter once `left` is at most `low`.
+    fn drained(&self, left: usize, closed: bool, notify: &mut dyn FnMut(P)) {
+        let Some((low, _)) = self.limits else {
+            return;
+        };
+        if left > low && !closed {
+            return;
+        }
+        let woken: Vec<P> = {
+            let mut waiters = self.waiters();
+            self.busy.store(false, Ordering::Release);
+            std::mem::take(&mut *waiters)
+        };
+        for waiter in woken {
+            notify(waiter);
+        }
+    }
+}
+
+struct Shared<P> {
+    /// Bytes handed to the writer thread and not yet accepted by the pipe.
+    port: Gate<P>,
+    /// Bytes queued and not yet taken from the queue by the writer thread.
+    msgq: Gate<P>,
+    closed: AtomicBool,
+    /// Frames handed to the writer thread and not yet completely written.
+    inflight: AtomicUsize,
+    /// The pipe lock.
+    pipe: Mutex<Pipe>,
+    /// The queue; `None` once closed.
+    tx: Mutex<Option<Sender<Msg>>>,
+    direct_writes: AtomicU64,
+    direct_partial: AtomicU64,
+}
+
+/// How many bytes are queued, as seen by each busy limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Queued {
+    /// Bytes handed to the writer thread and not yet accepted by the pipe.
+    pub port: usize,
+    /// Bytes queued and not yet taken from the queue by the writer thread.
+    pub msgq: usize,
+}
+
+/// How many frames submitters wrote into the pipe themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DirectWrites {
+    /// Frames written directly and completely.
+    pub complete: u64,
+    /// Frames written directly in part (or not at all: the pipe was full), whose rest the
+    /// writer thread wrote.
+    pub partial: u64,
+}
+
+/// Handle to the writer of one pipe. Dropping it closes the writer (see [`Writer::close`]).
+///
+/// `P` identifies a submitter waiting for a busy limit to drain (a BEAM pid in the NIF).
+pub struct Writer<P> {
+    shared: Arc<Shared<P>>,
+}
+
+impl<P: PartialEq + Clone + Send + 'static> Writer<P> {
+    /// Puts `pipe` in non-blocking mode and starts its writer thread, with the busy limits of
+    /// the bytes not yet accepted by the pipe (`port_limits`) and of those not yet taken by the
+    /// writer thread (`msgq_limits`). `notify` is called on the writer thread for each waiter
+    /// of a busy limit once it has drained (see [`Writer::is_busy`]).
+    ///
+    /// `pipe` must be a pipe (or another file for which `O_NONBLOCK` makes writes
+    /// non-blocking) whose open file description is not shared with anyone else.
+    pub fn start(
+        pipe: File,
+        port_limits: Limits,
+        msgq_limits: Limits,
+        mut notify: impl FnMut(P) + Send + 'static,
+    ) -> io::Result<Writer<P>> {
+        let flags = fcntl(&pipe, FcntlArg::F_GETFL)?;
+        let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
+        fcntl(&pipe, FcntlArg::F_SETFL(flags))?;
+        let (tx, rx) = mpsc::channel();
+        let shared = Arc::new(Shared {
+            port: Gate::new(port_limits),
+            msgq: Gate::new(msgq_limits),
+            closed: AtomicBool::new(false),
+            inflight: AtomicUsize::new(0),
+            pipe: Mutex::new(Pipe {
+                file: Some(pipe),
+                partial: None,
+            }),
+            tx: Mutex::new(Some(tx)),
+            direct_writes: AtomicU64::new(0),
+            direct_partial: AtomicU64::new(0),
+        });
+        let thread_shared = shared.clone();
+        std::thread::Builder::new()
+            .name("snex-writer".into())
+            .spawn(move || write_loop(rx, &thread_shared, &mut notify))?;
+        Ok(Writer { shared })
+    }
+
+    /// Submits a frame: writes it directly when it can, else hands it (or its rest) to the
+    /// writer thread. Never blocks on the pipe. Returns false if the writer is closed.
+    pub fn send(&self, frame: Outgoing) -> bool {
+        match self.try_direct(frame) {
+            Direct::Done => true,
+            Direct::Closed => false,
+            Direct::Queue(frame) => self.enqueue(frame),
+        }
+    }
+
+    fn try_direct(&self, frame: Outgoing) -> Direct {
+        let s = &*self.shared;
+        if frame.len > DIRECT_MAX || s.inflight.load(Ordering::Acquire) != 0 {
+            return Direct::Queue(frame);
+        }
+        let mut pipe = match s.pipe.try_lock() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return Direct::Queue(frame),
+        };
+        // Under the pipe lock nobody else writes, and `inflight` only grows.
+        if s.inflight.load(Ordering::Acquire) != 0 {
+            return Direct::Queue(frame);
+        }
+        if s.closed.load(Ordering::Acquire) {
+            return Direct::Closed;
+        }
+        let Some(file) = pipe.file.as_ref() else {
+            return Direct::Closed;
+        };
+        let written = write_once(file, &frame);
+        if written == frame.len {
+            s.direct_writes.fetch_add(1, Ordering::Relaxed);
+            return Direct::Done;
+        }
+        // The pipe is full, or took only part of the frame (or failed: the writer thread will
+        // find out). The rest goes first, before anything queued meanwhile.
+        s.port.add(frame.len - written);
+        s.inflight.fetch_add(1, Ordering::AcqRel);
+        pipe.partial = Some(Partial { frame, written });
+        drop(pipe);
+        s.direct_partial.fetch_add(1, Ordering::Relaxed);
+        // Without a queue the writer thread is stopping, and finishes the rest before it
+        // closes the pipe.
+        if let Some(tx) = lock(&s.tx).as_ref() {
+            let _ = tx.send(Msg::Wake);
+        }
+        Direct::Done
+    }
+
+    fn enqueue(&self, frame: Outgoing) -> bool {
+        let s = &*self.shared;
+        let len = frame.len;
+        let tx = lock(&s.tx);
+        let Some(tx) = tx.as_ref() else {
+            return false;
+        };
+        s.port.add(len);
+        s.msgq.add(len);
+        s.inflight.fetch_add(1, Ordering::AcqRel);
+        if tx.send(Msg::Frame(frame)).is_ok() {
+            true
+        } else {
+            s.inflight.fetch_sub(1, Ordering::AcqRel);
+            s.port.sub(len);
+            s.msgq.sub(len);
+            false
+        }
+    }
+
+    /// True when either busy limit is exceeded; then `notify` (given to [`Writer::start`]) is
+    /// called with `waiter` when that counter has drained to its low watermark, and the
+    /// submitter should ask again.
+    pub fn is_busy(&self, waiter: P) -> bool {
+        let s = &*self.shared;
+        s.port.enter(waiter.clone(), &s.closed) || s.msgq.enter(waiter, &s.closed)
+    }
+
+    /// Stops waiting for the notification (the submitter gave up). True if none will come;
+    /// false if it has been or is being sent.
+    pub fn forget_waiter(&self, waiter: &P) -> bool {
+        self.shared.port.forget(waiter) || self.shared.msgq.forget(waiter)
+    }
+
+    /// The current byte counts.
+    pub fn queued(&self) -> Queued {
+        Queued {
+            port: self.shared.port.queued.load(Ordering::Acquire),
+            msgq: self.shared.msgq.queued.load(Ordering::Acquire),
+        }
+    }
+
+    /// How many frames were written directly so far.
+    pub fn direct_writes(&self) -> DirectWrites {
+        DirectWrites {
+            complete: self.shared.direct_writes.load(Ordering::Relaxed),
+            partial: self.shared.direct_partial.load(Ordering::Relaxed),
+        }
+    }
+}
+
+impl<P> Writer<P> {
+    /// Closes the writer: frames already submitted are still written, then the pipe is closed.
+    /// From now on submissions fail and callers are never suspended.
+    pub fn close(&self) {
+        self.shared.closed.store(true, Ordering::Release);
+        lock(&self.shared.tx).take();
+    }
+}
+
+impl<P> Drop for Writer<P> {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+enum Direct {
+    /// Written, or its rest handed to the writer thread.
+    Done,
+    /// The writer is closed.
+    Closed,
+    /// Not written at all: queue it.
+    Queue(Outgoing),
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// One non-blocking `writev` of `frame`; returns how many bytes the pipe took (0 when it
+/// was full or failed).
+fn write_once(mut file: &File, frame: &Outgoing) -> usize {
+    let mut slices = Vec::with_capacity(4);
+    frame.push_slices(&mut slices);
+    let take = slices.len().min(IOV_MAX);
+    file.write_vectored(&slices[..take]).unwrap_or(0)
+}
+
+fn write_loop<P: PartialEq>(rx: Receiver<Msg>, shared: &Shared<P>, notify: &mut dyn FnMut(P)) {
+    let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_BATCH);
+    let mut failed = false;
+    while let Ok(first) = rx.recv() {
+        let mut next = Some(first);
+        while let Some(msg) = next.take() {
+            if let Msg::Frame(frame) = msg {
+                batch.push(frame);
+            }
+            if batch.len() < MAX_BATCH {
+                next = rx.try_recv().ok();
+            }
+        }
+        let taken: usize = batch.iter().map(Outgoing::len).sum();
+        if taken > 0 {
+            let left = shared.msgq.sub(taken);
+            shared.msgq.drained(left, false, notify);
+        }
+        let mut pipe = lock(&shared.pipe);
+        let partial = pipe.partial.take();
+        let frames = batch.len() + usize::from(partial.is_some());
+        let total = taken + partial.as_ref().map_or(0, Partial::rest);
+        let mut accepted = 0;
+        let result = match pipe.file.as_ref() {
+            Some(file) => write_all(file, partial.as_ref(), &batch, |n| {
+                accepted += n;
+                let left = shared.port.sub(n);
+                shared.port.drained(left, false, notify);
+            }),
+            None => Err(io::ErrorKind::BrokenPipe.into()),
+        };
+        if result.is_err() {
+            // Python is gone; the reaper reports it.
+            shared.port.sub(total - accepted);
+            failed = true;
+            break;
+        }
+        shared.inflight.fetch_sub(frames, Ordering::AcqRel);
+        drop(pipe);
+        batch.clear();
+    }
+    // Set before the final wake-up: a caller registering after it sees `closed`.
+    shared.closed.store(true, Ordering::Release);
+    {
+        let mut pipe = lock(&shared.pipe);
+        // The rest of a direct write made while the queue was being closed.
+        if let Some(partial) = pipe.partial.take() {
+            if let (false, Some(file)) = (failed, pipe.file.as_ref()) {
+                let _ = write_all(file, Some(&partial), &[], |_| {});
+            }
+            shared.port.sub(partial.rest());
+        }
+        // Python sees the end of its input.
+        pipe.file = None;
+    }
+    // After a failure: drop whatever is still queued, so that the counters return to 0.
+    lock(&shared.tx).take();
+    while let Ok(msg) = rx.recv() {
+        if let Msg::Frame(frame) = msg {
+            shared.port.sub(frame.len);
+            shared.msgq.sub(frame.len);
+        }
+    }
+    for gate in [&shared.port, &shared.msgq] {
+        gate.drained(0, true, notify);
+    }
+}
+
+/// Writes the rest of `partial`, then the whole batch, reporting each number of bytes the pipe
+/// accepts to `accepted`; waits in `poll` while the pipe is full.
+fn write_all(
+    file: &File,
+    partial: Option<&Partial>,
+    batch: &[Outgoing],
+    accepted: impl FnMut(usize),
+) -> io::Result<()> {
+    let mut slices: Vec<IoSlice> = Vec::with_capacity(batch.len() * 3 + 3);
+    if let Some(partial) = partial {
+        partial.frame.push_slices(&mut slices);
+    }
+    for frame in batch {
+        frame.push_slices(&mut slices);
+    }
+    let mut slices = &mut slices[..];
+    if let Some(partial) = partial {
+        IoSlice::advance_slices(&mut slices, partial.written);
+    }
+    write_all_vectored(file, slices, accepted)
+}
+
+fn write_all_vectored(
+    mut file: &File,
+    mut slices: &mut [IoSlice],
+    mut accepted: impl FnMut(usize),
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        let take = slices.len().min(IOV_MAX);
+        match file.write_vectored(&slices[..take]) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => {
+                accepted(n);
+                IoSlice::advance_slices(&mut slices, n);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(file)?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// Waits until the pipe has room (or its reader is gone: the next write then fails).
+fn wait_writable(file: &File) -> io::Result<()> {
+    let mut fds = [PollFd::new(file.as_fd(), PollFlags::POLLOUT)];
+    loop {
+        match poll(&mut fds, PollTimeout::NONE) {
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
