@@ -3,6 +3,7 @@ defmodule Snex.CallbacksTest do
   import ExUnit.CaptureLog
 
   alias Snex.Error
+  alias Snex.Test.LogForwarder
 
   setup_all do
     {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
@@ -130,14 +131,13 @@ defmodule Snex.CallbacksTest do
     end
 
     test "cast failures are logged", %{env: env} do
-      log =
-        capture_log(fn ->
-          {:ok, nil} = Snex.pyeval(env, "await snex.cast('erlang', 'div', [1, 0])")
-          Process.sleep(300)
-        end)
+      LogForwarder.attach()
 
-      assert log =~ "cast from Python failed"
-      assert log =~ "ArithmeticError"
+      capture_log(fn ->
+        {:ok, nil} = Snex.pyeval(env, "await snex.cast('erlang', 'div', [1, 0])")
+        assert [{:error, message, _}] = LogForwarder.await(["cast from Python failed"])
+        assert message =~ "ArithmeticError"
+      end)
     end
 
     test "calls from a Python thread", %{env: env} do
@@ -198,24 +198,20 @@ defmodule Snex.CallbacksTest do
       logger.critical("crit")
       """
 
-      log =
-        capture_log([level: :debug, metadata: [:python_logger, :python_app]], fn ->
-          {:ok, nil} = Snex.pyeval(env, code)
-          Process.sleep(300)
-        end)
+      LogForwarder.attach()
 
-      for {level, msg} <- [
-            debug: "dbg",
-            info: "inf 1",
-            warning: "wrn",
-            error: "err",
-            critical: "crit"
-          ] do
-        assert log =~ ~r/\[#{level}\].*#{msg}/s
-      end
+      capture_log(fn ->
+        {:ok, nil} = Snex.pyeval(env, code)
 
-      assert log =~ "python_logger=snex_test"
-      assert log =~ "python_app=demo"
+        events = LogForwarder.await([~r/^dbg$/, ~r/^inf 1$/, ~r/^wrn$/, ~r/^err$/, ~r/^crit$/])
+        assert Enum.map(events, &elem(&1, 0)) == [:debug, :info, :warning, :error, :critical]
+        assert Enum.map(events, &elem(&1, 1)) == ["dbg", "inf 1", "wrn", "err", "crit"]
+
+        for {_, _, meta} <- events do
+          assert meta[:python_logger] == "snex_test"
+          assert meta[:python_app] == "demo"
+        end
+      end)
     end
 
     test "logging from a thread", %{env: env} do
@@ -228,13 +224,12 @@ defmodule Snex.CallbacksTest do
       t.start(); t.join()
       """
 
-      log =
-        capture_log(fn ->
-          {:ok, nil} = Snex.pyeval(env, code)
-          Process.sleep(300)
-        end)
+      LogForwarder.attach()
 
-      assert log =~ "from thread"
+      capture_log(fn ->
+        {:ok, nil} = Snex.pyeval(env, code)
+        assert [{:warning, "from thread", _}] = LogForwarder.await([~r/^from thread$/])
+      end)
     end
   end
 end
