@@ -78,6 +78,37 @@ impl Sched {
     }
 }
 
+/// Defines the three NIFs of one kind of submission, one per kind of scheduler, all calling
+/// `$with(env, args..., sched)`: `$normal` (a normal scheduler: encoding within a budget),
+/// `$dirty` (a dirty CPU scheduler, for large requests) and `$serial` (a dirty I/O scheduler,
+/// which waits for its turn with `parallelism: false`).
+macro_rules! submitting_nifs {
+    // Types are bracketed token trees: the `nif` attribute does not accept `$ty:ty` fragments.
+    ($(#[$doc:meta])* $normal:ident, $dirty:ident, $serial:ident => $with:ident -> [$($ret:tt)*];
+     $($arg:ident: [$($ty:tt)*]),* $(,)?) => {
+        #[rustler::nif]
+        #[allow(clippy::too_many_arguments)]
+        $(#[$doc])*
+        fn $normal<'a>(env: Env<'a>, $($arg: $($ty)*),*) -> $($ret)* {
+            $with(env, $($arg,)* Sched::Normal)
+        }
+
+        #[rustler::nif(schedule = "DirtyCpu")]
+        #[allow(clippy::too_many_arguments)]
+        $(#[$doc])*
+        fn $dirty<'a>(env: Env<'a>, $($arg: $($ty)*),*) -> $($ret)* {
+            $with(env, $($arg,)* Sched::DirtyCpu)
+        }
+
+        #[rustler::nif(schedule = "DirtyIo")]
+        #[allow(clippy::too_many_arguments)]
+        $(#[$doc])*
+        fn $serial<'a>(env: Env<'a>, $($arg: $($ty)*),*) -> $($ret)* {
+            $with(env, $($arg,)* Sched::DirtyIo)
+        }
+    };
+}
+
 /// Starts Python; the calling process becomes the owner (it gets `{:snex_exit, status}` and
 /// Python's requests, and its death stops Python).
 #[rustler::nif(schedule = "DirtyIo")]
@@ -182,88 +213,19 @@ fn disable_gc(env_res: ResourceArc<EnvRes>) -> rustler::Atom {
     atoms::ok()
 }
 
-/// `EVAL`: runs `code` in an environment. `target` is an env resource, or an interpreter
-/// resource with `env_id` (0: root, -1: a throw-away copy of the root).
-#[rustler::nif]
-#[allow(clippy::too_many_arguments)]
-fn eval<'a>(
-    env: Env<'a>,
-    target: Term<'a>,
-    env_id: i64,
-    tag: Term<'a>,
-    code: Option<Binary<'a>>,
-    file: Binary<'a>,
-    line: i64,
-    vars: Term<'a>,
-    opts: u32,
-) -> NifResult<Term<'a>> {
-    eval_with(
-        env,
-        target,
-        env_id,
-        tag,
-        code,
-        file,
-        line,
-        vars,
-        opts,
-        Sched::Normal,
-    )
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-#[allow(clippy::too_many_arguments)]
-fn eval_dirty<'a>(
-    env: Env<'a>,
-    target: Term<'a>,
-    env_id: i64,
-    tag: Term<'a>,
-    code: Option<Binary<'a>>,
-    file: Binary<'a>,
-    line: i64,
-    vars: Term<'a>,
-    opts: u32,
-) -> NifResult<Term<'a>> {
-    eval_with(
-        env,
-        target,
-        env_id,
-        tag,
-        code,
-        file,
-        line,
-        vars,
-        opts,
-        Sched::DirtyCpu,
-    )
-}
-
-#[rustler::nif(schedule = "DirtyIo")]
-#[allow(clippy::too_many_arguments)]
-fn eval_serial<'a>(
-    env: Env<'a>,
-    target: Term<'a>,
-    env_id: i64,
-    tag: Term<'a>,
-    code: Option<Binary<'a>>,
-    file: Binary<'a>,
-    line: i64,
-    vars: Term<'a>,
-    opts: u32,
-) -> NifResult<Term<'a>> {
-    eval_with(
-        env,
-        target,
-        env_id,
-        tag,
-        code,
-        file,
-        line,
-        vars,
-        opts,
-        Sched::DirtyIo,
-    )
-}
+submitting_nifs!(
+    /// `EVAL`: runs `code` in an environment. `target` is an env resource, or an interpreter
+    /// resource with `env_id` (0: root, -1: a throw-away copy of the root).
+    eval, eval_dirty, eval_serial => eval_with -> [NifResult<Term<'a>>];
+    target: [Term<'a>],
+    env_id: [i64],
+    tag: [Term<'a>],
+    code: [Option<Binary<'a>>],
+    file: [Binary<'a>],
+    line: [i64],
+    vars: [Term<'a>],
+    opts: [u32],
+);
 
 #[allow(clippy::too_many_arguments)]
 fn eval_with<'a>(
@@ -305,43 +267,16 @@ fn eval_with<'a>(
     })
 }
 
-/// `MAKE_ENV`: `sources` is a list of `{env_id, mode, names}` (mode 0 all, 1 only, 2 except)
-/// of envs of the same interpreter. Returns `{:ok, request_id, {env_resource, env_id}}`.
-#[rustler::nif]
-fn make_env<'a>(
-    env: Env<'a>,
-    interp: ResourceArc<InterpreterRes>,
-    tag: Term<'a>,
-    sources: Vec<(i64, i64, Vec<String>)>,
-    vars: Term<'a>,
-    opts: u32,
-) -> NifResult<Term<'a>> {
-    make_env_with(env, interp, tag, sources, vars, opts, Sched::Normal)
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn make_env_dirty<'a>(
-    env: Env<'a>,
-    interp: ResourceArc<InterpreterRes>,
-    tag: Term<'a>,
-    sources: Vec<(i64, i64, Vec<String>)>,
-    vars: Term<'a>,
-    opts: u32,
-) -> NifResult<Term<'a>> {
-    make_env_with(env, interp, tag, sources, vars, opts, Sched::DirtyCpu)
-}
-
-#[rustler::nif(schedule = "DirtyIo")]
-fn make_env_serial<'a>(
-    env: Env<'a>,
-    interp: ResourceArc<InterpreterRes>,
-    tag: Term<'a>,
-    sources: Vec<(i64, i64, Vec<String>)>,
-    vars: Term<'a>,
-    opts: u32,
-) -> NifResult<Term<'a>> {
-    make_env_with(env, interp, tag, sources, vars, opts, Sched::DirtyIo)
-}
+submitting_nifs!(
+    /// `MAKE_ENV`: `sources` is a list of `{env_id, mode, names}` (mode 0 all, 1 only, 2 except)
+    /// of envs of the same interpreter. Returns `{:ok, request_id, {env_resource, env_id}}`.
+    make_env, make_env_dirty, make_env_serial => make_env_with -> [NifResult<Term<'a>>];
+    interp: [ResourceArc<InterpreterRes>],
+    tag: [Term<'a>],
+    sources: [Vec<(i64, i64, Vec<String>)>],
+    vars: [Term<'a>],
+    opts: [u32],
+);
 
 fn make_env_with<'a>(
     env: Env<'a>,
@@ -393,42 +328,15 @@ fn make_env_with<'a>(
     })
 }
 
-/// `CALL_RESULT`: the answer to Python's `snex.call` number `call_id`.
-#[rustler::nif]
-fn call_result<'a>(
-    env: Env<'a>,
-    interp: ResourceArc<InterpreterRes>,
-    call_id: u64,
-    ok: bool,
-    value: Term<'a>,
-    opts: u32,
-) -> Term<'a> {
-    call_result_with(env, interp, call_id, ok, value, opts, Sched::Normal)
-}
-
-#[rustler::nif(schedule = "DirtyCpu")]
-fn call_result_dirty<'a>(
-    env: Env<'a>,
-    interp: ResourceArc<InterpreterRes>,
-    call_id: u64,
-    ok: bool,
-    value: Term<'a>,
-    opts: u32,
-) -> Term<'a> {
-    call_result_with(env, interp, call_id, ok, value, opts, Sched::DirtyCpu)
-}
-
-#[rustler::nif(schedule = "DirtyIo")]
-fn call_result_serial<'a>(
-    env: Env<'a>,
-    interp: ResourceArc<InterpreterRes>,
-    call_id: u64,
-    ok: bool,
-    value: Term<'a>,
-    opts: u32,
-) -> Term<'a> {
-    call_result_with(env, interp, call_id, ok, value, opts, Sched::DirtyIo)
-}
+submitting_nifs!(
+    /// `CALL_RESULT`: the answer to Python's `snex.call` number `call_id`.
+    call_result, call_result_dirty, call_result_serial => call_result_with -> [Term<'a>];
+    interp: [ResourceArc<InterpreterRes>],
+    call_id: [u64],
+    ok: [bool],
+    value: [Term<'a>],
+    opts: [u32],
+);
 
 fn call_result_with<'a>(
     env: Env<'a>,
