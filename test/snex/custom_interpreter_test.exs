@@ -62,6 +62,16 @@ defmodule Snex.CustomInterpreterTest do
 
       refute prefix =~ "Snex.Test.NumpyInterpreter"
     end
+
+    test "bad options raise ArgumentError as for Snex.Interpreter" do
+      assert_raise ArgumentError, ~r/environment/, fn ->
+        NumpyInterpreter.start_link(environment: [{"A", "B"}])
+      end
+
+      assert_raise ArgumentError, ~r/sync_start/, fn ->
+        NumpyInterpreter.start_link(sync_start: 1)
+      end
+    end
   end
 
   describe "project_path" do

@@ -142,8 +142,12 @@ defmodule Snex.Interpreter.Project do
     |> Keyword.put_new(:python, python(venv_root))
     |> Keyword.put_new(:label, project.module)
     |> put_new_cd(project_dir)
-    |> Keyword.update(:environment, venv_env, &Map.merge(venv_env, &1))
+    |> Keyword.update(:environment, venv_env, &merge_environment(venv_env, &1))
   end
+
+  # An invalid :environment is left for Snex.Interpreter's validation to report.
+  defp merge_environment(venv_env, given) when is_map(given), do: Map.merge(venv_env, given)
+  defp merge_environment(_venv_env, given), do: given
 
   defp put_new_cd(opts, nil), do: opts
   defp put_new_cd(opts, dir), do: Keyword.put_new(opts, :cd, dir)
