@@ -33,7 +33,8 @@ defmodule Snex.Release do
     for {app, properties} <- applications,
         module <- Keyword.get(properties, :modules, []),
         project = project_of(module) do
-      dest = Path.join([path, "lib", "#{app}-#{properties[:vsn]}", "priv", "snex", project.name])
+      priv = Path.join([path, "lib", "#{app}-#{properties[:vsn]}", "priv"])
+      dest = Path.join(priv, Project.release_subdir(project))
       copy_project!(project, dest)
     end
 
@@ -47,7 +48,7 @@ defmodule Snex.Release do
   end
 
   defp copy_project!(%Project{} = project, dest) do
-    venv = Path.join(project.build_dir, ".venv")
+    venv = Project.venv(project.build_dir)
 
     unless File.dir?(venv) do
       Mix.raise(
@@ -57,7 +58,7 @@ defmodule Snex.Release do
 
     File.rm_rf!(dest)
     File.mkdir_p!(dest)
-    File.cp_r!(venv, Path.join(dest, ".venv"))
+    File.cp_r!(venv, Project.venv(dest))
 
     unless project.inline? do
       copy_sources!(project.project_dir, Path.join(dest, "project"))

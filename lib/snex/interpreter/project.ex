@@ -131,7 +131,7 @@ defmodule Snex.Interpreter.Project do
 
   def start_opts(%__MODULE__{} = project, _module, opts) do
     {venv_root, project_dir} = runtime_dirs(project)
-    venv = Path.join(venv_root, ".venv")
+    venv = venv(venv_root)
 
     venv_env = %{
       "VIRTUAL_ENV" => venv,
@@ -168,20 +168,28 @@ defmodule Snex.Interpreter.Project do
     end
   end
 
-  @doc "Where `Snex.Release` puts the project in a release: `priv/snex/<Module>` of its app."
-  @spec released_dir(t()) :: Path.t() | nil
-  def released_dir(%__MODULE__{app: nil}), do: nil
+  @doc """
+  Where a release holds the project, relative to its application's `priv` directory:
+  `snex/<Module>` (written by `Snex.Release`, read by `start_opts/3`).
+  """
+  @spec release_subdir(t()) :: Path.t()
+  def release_subdir(%__MODULE__{name: name}), do: Path.join("snex", name)
 
-  def released_dir(%__MODULE__{app: app, name: name}) do
+  defp released_dir(%__MODULE__{app: nil}), do: nil
+
+  defp released_dir(%__MODULE__{app: app} = project) do
     case :code.priv_dir(app) do
       {:error, _} -> nil
-      priv -> Path.join([List.to_string(priv), "snex", name])
+      priv -> Path.join(List.to_string(priv), release_subdir(project))
     end
   end
 
-  @doc "The Python executable of the venv under `dir`."
-  @spec python(Path.t()) :: Path.t()
-  def python(dir), do: Path.join([dir, ".venv", "bin", "python"])
+  @doc "The virtual environment under a project's build or release directory `dir`."
+  @spec venv(Path.t()) :: Path.t()
+  def venv(dir), do: Path.join(dir, ".venv")
+
+  # The Python executable of the venv under `dir`.
+  defp python(dir), do: Path.join([venv(dir), "bin", "python"])
 
   ## uv
 
@@ -194,7 +202,7 @@ defmodule Snex.Interpreter.Project do
         if(lock? and not project.inline?, do: ["--locked"], else: [])
 
     uv_env = [
-      {"UV_PROJECT_ENVIRONMENT", Path.join(project.build_dir, ".venv")},
+      {"UV_PROJECT_ENVIRONMENT", venv(project.build_dir)},
       {"UV_PYTHON_DOWNLOADS", "never"},
       {"VIRTUAL_ENV", nil}
     ]
