@@ -182,6 +182,7 @@ defmodule Snex.Interpreter do
   end
 
   alias Snex.Interpreter.Options
+  alias Snex.Request
 
   @type server :: GenServer.server()
 
@@ -335,9 +336,14 @@ defmodule Snex.Interpreter do
     opts = Snex.Serde.EncodingOpts.pack(options.encoding_opts)
 
     case submit_root(res, tag, code, vars, opts) do
-      {:ok, id} -> await_init(res, options, tag, id, deadline(options.init_script_timeout))
-      {:error, {:encode_error, message}} -> {:error, Snex.Error.new(:encode_error, message)}
-      {:error, reason} -> {:error, Snex.Error.new(:internal_error, reason)}
+      {:ok, id} ->
+        await_init(res, options, tag, id, Request.deadline(options.init_script_timeout))
+
+      {:error, {:encode_error, message}} ->
+        {:error, Snex.Error.new(:encode_error, message)}
+
+      {:error, reason} ->
+        {:error, Snex.Error.new(:internal_error, reason)}
     end
   end
 
@@ -352,7 +358,7 @@ defmodule Snex.Interpreter do
       [res, 0, tag, src, file, line, transform.(vars), opts + extra]
     end
 
-    case Snex.Request.invoke_all(:eval, args) do
+    case Request.invoke_all(:eval, args) do
       :busy ->
         # The writer sends this once the queue has drained or the interpreter has stopped.
         receive do
@@ -380,7 +386,7 @@ defmodule Snex.Interpreter do
         Snex.Interpreter.Callbacks.handle(kind, request_id, body, res, options)
         await_init(res, options, tag, id, deadline)
     after
-      remaining(deadline) ->
+      Request.remaining(deadline) ->
         Snex.Native.cancel(res, id)
         timeout = options.init_script_timeout
 
@@ -388,12 +394,6 @@ defmodule Snex.Interpreter do
          Snex.Error.new(:init_script_timeout, "the init script did not finish in #{timeout} ms")}
     end
   end
-
-  defp deadline(:infinity), do: :infinity
-  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
-
-  defp remaining(:infinity), do: :infinity
-  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 
   defp exited(status), do: Snex.Error.new(:interpreter_exited, {:exit_status, status})
 

@@ -20,7 +20,9 @@ defmodule Snex.Request do
   @typedoc "Submits the request: gets the tag and the mode, returns the NIF's answer."
   @type submit_fun :: (reference(), mode() -> term())
 
-  @typedoc "Builds the NIF's arguments from a transform of the value to encode and extra option bits."
+  @typedoc """
+  Builds the NIF's arguments from a transform of the value to encode and extra option bits.
+  """
   @type args_fun :: ((term() -> term()), non_neg_integer() -> list())
 
   @doc "Runs one request against `interpreter` (pid) with NIF resource `resource`."
@@ -174,9 +176,13 @@ defmodule Snex.Request do
 
   defp to_result(other), do: {:error, Error.new(:internal_error, other)}
 
-  defp deadline(:infinity), do: :infinity
-  defp deadline(ms), do: System.monotonic_time(:millisecond) + ms
+  @doc "The monotonic time (ms) at which `timeout` runs out from now, or `:infinity`."
+  @spec deadline(timeout()) :: integer() | :infinity
+  def deadline(:infinity), do: :infinity
+  def deadline(ms), do: System.monotonic_time(:millisecond) + ms
 
-  defp remaining(:infinity), do: :infinity
-  defp remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
+  @doc "Milliseconds left until `deadline` (never negative), for `receive ... after`."
+  @spec remaining(integer() | :infinity) :: timeout()
+  def remaining(:infinity), do: :infinity
+  def remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 end
