@@ -47,6 +47,8 @@ def parse_read_limit(value: str | None) -> int | None:
 
 
 _READ_LIMIT = parse_read_limit(os.environ.get("SNEX_READ_LIMIT"))
+#: ``eager_polyfill?``: the eager event loop, and code without ``await`` run without a task.
+_EAGER = os.environ.get("SNEX_EAGER", "1") != "0"
 
 
 class Link(Protocol):
@@ -110,7 +112,7 @@ class Connection:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.pid = os.getpid()
-        self.eager = os.environ.get("SNEX_EAGER", "1") != "0"
+        self.eager = _EAGER
         self._write_lock = threading.Lock()
         self._buf = bytearray()
         self._pending_body: tuple[int, int, bytearray, int] | None = None
@@ -462,7 +464,7 @@ def main() -> None:
         read_fd, write_fd = 3, 4
     # Deeply nested values are encoded recursively by the C pickler.
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 20_000))
-    loop = eager.new_event_loop(os.environ.get("SNEX_EAGER", "1") != "0")
+    loop = eager.new_event_loop(_EAGER)
     asyncio.set_event_loop(loop)
     _connection = Connection(loop, read_fd, write_fd)
     loop.run_forever()

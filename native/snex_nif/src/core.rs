@@ -166,8 +166,8 @@ impl Core {
     }
 
     /// Registers `pending` under `id` and submits `frame` (which may be written into the pipe
-    /// at once), in that order, so a fast reply always finds its entry. When the interpreter is closed, nothing stays registered and the entry
-    /// is handed back.
+    /// at once), in that order, so a fast reply always finds its entry. When the interpreter is
+    /// closed, nothing stays registered and the entry is handed back.
     pub fn submit(&self, id: u64, pending: Pending, frame: Outgoing) -> Result<(), Pending> {
         if self.is_shut_down() {
             return Err(pending);
