@@ -171,48 +171,25 @@ defmodule Snex.TransportTest do
   describe "busy_limits_msgq" do
     test "a caller finding more than high not yet taken by the writer waits" do
       i = start_interpreter(busy_limits_port: :disabled, busy_limits_msgq: @small_limits)
-      {blocker, release} = block_python(i)
-
-      # The writer takes this one and stays blocked writing it into the full pipe...
-      big = start_call(i, "return len(data)", %{"data" => payload(300_000)})
-      assert in_function?(big, :await)
-      assert OSProcess.eventually(fn -> stats(i).msgq_queued == 0 end)
-
-      # ... so this one stays in its queue, over the high watermark.
-      queued = start_call(i, "return len(data)", %{"data" => payload(20_000)})
-      assert in_function?(queued, :await)
-      assert stats(i).msgq_queued > @high
+      filled = fill_msgq(i)
 
       small = start_call(i, "return 3")
       assert in_function?(small, :wait_writable)
       refute Task.yield(small, 100)
 
-      release.()
-      assert {:ok, "released"} = Task.await(blocker, 10_000)
-      assert {:ok, 300_000} = Task.await(big, 10_000)
-      assert {:ok, 20_000} = Task.await(queued, 10_000)
+      drain_msgq(filled)
       assert {:ok, 3} = Task.await(small, 10_000)
       assert %{msgq_queued: 0, port_queued: 0} = stats(i)
     end
 
     test ":disabled (the default) never suspends a caller" do
       i = start_interpreter(busy_limits_port: :disabled)
-      {blocker, release} = block_python(i)
-
-      big = start_call(i, "return len(data)", %{"data" => payload(300_000)})
-      assert in_function?(big, :await)
-      assert OSProcess.eventually(fn -> stats(i).msgq_queued == 0 end)
-      queued = start_call(i, "return len(data)", %{"data" => payload(20_000)})
-      assert in_function?(queued, :await)
-      assert stats(i).msgq_queued > @high
+      filled = fill_msgq(i)
 
       small = start_call(i, "return 3")
       assert in_function?(small, :await)
 
-      release.()
-      assert {:ok, "released"} = Task.await(blocker, 10_000)
-      assert {:ok, 300_000} = Task.await(big, 10_000)
-      assert {:ok, 20_000} = Task.await(queued, 10_000)
+      drain_msgq(filled)
       assert {:ok, 3} = Task.await(small, 10_000)
     end
   end
@@ -376,6 +353,30 @@ defmodule Snex.TransportTest do
   end
 
   defp stats(i), do: Snex.Native.stats(Snex.Interpreter.resource(i))
+
+  # Blocks Python; the writer takes a large request and stays blocked writing it into the full
+  # pipe, so the next request stays in the writer's queue, over the high watermark.
+  defp fill_msgq(i) do
+    {blocker, release} = block_python(i)
+
+    big = start_call(i, "return len(data)", %{"data" => payload(300_000)})
+    assert in_function?(big, :await)
+    assert OSProcess.eventually(fn -> stats(i).msgq_queued == 0 end)
+
+    queued = start_call(i, "return len(data)", %{"data" => payload(20_000)})
+    assert in_function?(queued, :await)
+    assert stats(i).msgq_queued > @high
+
+    {blocker, release, big, queued}
+  end
+
+  # Lets Python go on: the calls of `fill_msgq/1` get their replies.
+  defp drain_msgq({blocker, release, big, queued}) do
+    release.()
+    assert {:ok, "released"} = Task.await(blocker, 10_000)
+    assert {:ok, 300_000} = Task.await(big, 10_000)
+    assert {:ok, 20_000} = Task.await(queued, 10_000)
+  end
 
   defp payload(size), do: :binary.copy("x", size)
 
