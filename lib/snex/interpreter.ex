@@ -274,7 +274,7 @@ defmodule Snex.Interpreter do
   end
 
   def handle_info({:snex_request, kind, id, body}, state) do
-    Snex.Interpreter.Callbacks.handle(kind, id, body, state.resource, state.options)
+    Snex.Interpreter.Callbacks.handle_raw(kind, id, body, state.resource, state.options)
     {:noreply, state}
   end
 
@@ -373,17 +373,14 @@ defmodule Snex.Interpreter do
   # Python's requests to the BEAM (`snex.call` in the init script) are served meanwhile.
   defp await_init(res, options, tag, id, deadline) do
     receive do
-      {^tag, {:ok, _}} ->
-        :ok
-
-      {^tag, {:error, {code, reason, traceback}}} ->
-        {:error, Snex.Error.new(code, reason, traceback)}
+      {^tag, outcome, body} ->
+        with {:ok, _} <- Request.to_result(outcome, body), do: :ok
 
       {:snex_exit, status} ->
         {:error, exited(status)}
 
       {:snex_request, kind, request_id, body} ->
-        Snex.Interpreter.Callbacks.handle(kind, request_id, body, res, options)
+        Snex.Interpreter.Callbacks.handle_raw(kind, request_id, body, res, options)
         await_init(res, options, tag, id, deadline)
     after
       Request.remaining(deadline) ->

@@ -14,6 +14,8 @@ defmodule Snex.Native do
 
   def start(_opts), do: :erlang.nif_error(:nif_not_loaded)
   def set_mapset_template(_empty), do: :erlang.nif_error(:nif_not_loaded)
+  def decode_body(_body, _new_atoms), do: :erlang.nif_error(:nif_not_loaded)
+  def decode_body_dirty(_body, _new_atoms), do: :erlang.nif_error(:nif_not_loaded)
   def os_pid(_interpreter), do: :erlang.nif_error(:nif_not_loaded)
   def stats(_interpreter), do: :erlang.nif_error(:nif_not_loaded)
   def shutdown(_interpreter), do: :erlang.nif_error(:nif_not_loaded)

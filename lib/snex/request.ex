@@ -122,9 +122,9 @@ defmodule Snex.Request do
 
   defp await(resource, tag, id, deadline) do
     receive do
-      {^tag, reply} ->
+      {^tag, outcome, body} ->
         Process.demonitor(tag, [:flush])
-        to_result(reply)
+        to_result(outcome, body)
 
       {:DOWN, ^tag, :process, _, reason} ->
         Snex.Native.cancel(resource, id)
@@ -169,12 +169,26 @@ defmodule Snex.Request do
     end
   end
 
-  defp to_result({:ok, value}), do: {:ok, value}
+  @doc """
+  The result of a reply Python sent: `outcome` is `:ok` (`body` is the value) or `:error`
+  (`body` is `{code, reason, traceback}`).
+  """
+  @spec to_result(:ok | :error, binary()) :: {:ok, term()} | {:error, Error.t()}
+  def to_result(outcome, body) do
+    case {outcome, Snex.Serde.Decoder.decode(body)} do
+      {:ok, {:ok, value}} ->
+        {:ok, value}
 
-  defp to_result({:error, {code, reason, traceback}}) when is_atom(code),
-    do: {:error, Error.new(code, reason, traceback)}
+      {:error, {:ok, {code, reason, traceback}}} when is_atom(code) ->
+        {:error, Error.new(code, reason, traceback)}
 
-  defp to_result(other), do: {:error, Error.new(:internal_error, other)}
+      {:error, {:ok, other}} ->
+        {:error, Error.new(:internal_error, other)}
+
+      {_, {:error, message}} ->
+        {:error, Error.new(:decode_error, "cannot decode the value Python returned: " <> message)}
+    end
+  end
 
   @doc "The monotonic time (ms) at which `timeout` runs out from now, or `:infinity`."
   @spec deadline(timeout()) :: integer() | :infinity

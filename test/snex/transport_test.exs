@@ -304,8 +304,8 @@ defmodule Snex.TransportTest do
         end
 
         for _ <- 1..count do
-          assert_receive {^tag, reply}, 20_000
-          assert reply == {:ok, nil}
+          assert_receive {^tag, outcome, body}, 20_000
+          assert Snex.Request.to_result(outcome, body) == {:ok, nil}
         end
 
         Task.await_many(flooders, 30_000)

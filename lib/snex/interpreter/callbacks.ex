@@ -7,10 +7,27 @@ defmodule Snex.Interpreter.Callbacks do
 
   alias Snex.Serde.EncodingOpts
 
-  @doc "Handles one request forwarded by the NIF's reader thread."
+  @doc "Decodes and handles one request forwarded, undecoded, by the NIF's reader thread."
+  @spec handle_raw(:call | :cast | :send, non_neg_integer(), binary(), reference(), struct()) ::
+          :ok
+  def handle_raw(kind, id, body, res, options) do
+    decoded =
+      case Snex.Serde.Decoder.decode(body) do
+        {:ok, term} -> term
+        {:error, message} -> {:decode_error, message}
+      end
+
+    handle(kind, id, decoded, res, options)
+  end
+
+  @doc "Handles one decoded request."
   @spec handle(:call | :cast | :send, non_neg_integer(), term(), reference(), struct()) :: :ok
   def handle(:call, id, {:decode_error, message}, res, _options) do
     reply(res, id, false, "Snex could not decode the call: #{message}", [])
+  end
+
+  def handle(kind, _id, {:decode_error, message}, _res, _options) do
+    Logger.error("Snex: could not decode a #{kind} from Python: #{message}")
   end
 
   def handle(:call, id, {module, function, args, node, result_opts}, res, _options) do

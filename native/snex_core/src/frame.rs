@@ -52,6 +52,9 @@ pub mod kind {
     pub const CAST: u8 = 131;
     /// Python → Elixir: send a message to a process. Frame id 0.
     pub const SEND: u8 = 132;
+    /// Python → Elixir, once at start-up: the frame id is the Python process's OS pid, the
+    /// body is empty. Cancellations interrupt synchronous code through a signal to this pid.
+    pub const HELLO: u8 = 133;
 }
 
 /// A frame read from a stream.

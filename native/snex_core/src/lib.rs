@@ -4,6 +4,7 @@
 //! Nothing in this crate depends on the BEAM, so all of it is tested with `cargo test`.
 
 pub mod frame;
+pub mod interrupt;
 pub mod pickle;
 pub mod process;
 pub mod writer;

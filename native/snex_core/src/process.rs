@@ -316,6 +316,11 @@ impl ChildHandle {
         self.inner.pid
     }
 
+    /// The child's process group id.
+    pub fn pgid(&self) -> u32 {
+        self.inner.pgid
+    }
+
     /// The exit status if the child has exited.
     pub fn status(&self) -> Option<ExitStatusCode> {
         *lock(&self.inner.status)

@@ -68,7 +68,12 @@ pub struct Outgoing {
     header: [u8; frame::HEADER_LEN],
     body: Option<PickleOutput<Vec<u8>>>,
     len: usize,
+    /// Runs once the frame is done with: completely written, or dropped by a closed writer.
+    after: Option<AfterWritten>,
 }
+
+/// What runs after a frame has been written (see [`Outgoing::after_written`]).
+pub type AfterWritten = Box<dyn FnOnce() + Send>;
 
 impl Outgoing {
     /// A frame with a pickle body. Fails if the body does not fit in a frame.
@@ -79,6 +84,7 @@ impl Outgoing {
             header,
             body: Some(body),
             len: len + frame::HEADER_LEN,
+            after: None,
         })
     }
 
@@ -88,7 +94,15 @@ impl Outgoing {
             header: frame::encode_header(kind, id, 0).unwrap_or([0; frame::HEADER_LEN]),
             body: None,
             len: frame::HEADER_LEN,
+            after: None,
         }
+    }
+
+    /// Runs `after` once the frame is completely in the pipe (or was dropped because the
+    /// writer closed): on the thread that finished writing it.
+    pub fn after_written(mut self, after: AfterWritten) -> Self {
+        self.after = Some(after);
+        self
     }
 
     /// Bytes on the wire.
@@ -105,6 +119,14 @@ impl Outgoing {
         slices.push(IoSlice::new(&self.header));
         if let Some(body) = &self.body {
             slices.extend(body.io_slices());
+        }
+    }
+}
+
+impl Drop for Outgoing {
+    fn drop(&mut self) {
+        if let Some(after) = self.after.take() {
+            after();
         }
     }
 }

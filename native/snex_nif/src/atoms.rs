@@ -7,6 +7,7 @@ rustler::atoms! {
     busy,
     locked,
     dirty,
+    new_atoms,
     closed,
     inf,
     nan,

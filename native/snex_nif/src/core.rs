@@ -7,6 +7,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, ResourceArc};
+use snex_core::frame::kind;
+use snex_core::interrupt::Interrupter;
 use snex_core::process::{self, ChildHandle, SpawnSpec};
 
 use crate::reader;
@@ -31,6 +33,8 @@ pub struct Core {
     pub owner: LocalPid,
     pub child: ChildHandle,
     pub writer: Writer,
+    /// Signals Python when a request is cancelled (see [`snex_core::interrupt`]).
+    pub interrupter: Arc<Interrupter>,
     /// The interpreter's encoding options, packed (see `EncodeOpts::resolve`).
     pub default_encoding: u32,
     pending: Mutex<HashMap<u64, Pending>>,
@@ -84,10 +88,12 @@ impl Core {
             transport.port_limits,
             transport.msgq_limits,
         )?;
+        let interrupter = Arc::new(Interrupter::new(spawned.handle.pgid()));
         let core = Arc::new(Core {
             owner,
             child: spawned.handle.clone(),
             writer,
+            interrupter,
             default_encoding,
             pending: Mutex::new(HashMap::new()),
             submit_lock: (!transport.parallelism).then(|| Mutex::new(())),
@@ -195,8 +201,7 @@ impl Core {
         match self.take_pending(id) {
             Some(mut p) => {
                 p.demonitor(Some(env));
-                self.writer
-                    .send(Outgoing::empty(snex_core::frame::kind::CANCEL, id));
+                self.send_cancel(id);
                 true
             }
             None => false,
@@ -215,10 +220,22 @@ impl Core {
             // The monitor already fired; do not demonitor.
             if let Some(mut p) = self.take_pending(id) {
                 p.monitor = None;
-                self.writer
-                    .send(Outgoing::empty(snex_core::frame::kind::CANCEL, id));
+                self.send_cancel(id);
             }
         }
+    }
+
+    /// Tells Python to cancel request `id`, interrupting it if it runs synchronously: a signal
+    /// now (so that Python reads a full pipe) and one once the frame is in the pipe.
+    fn send_cancel(&self, id: u64) {
+        let interrupter = self.interrupter.clone();
+        let frame = Outgoing::empty(kind::CANCEL, id).after_written(Box::new(move || {
+            interrupter.interrupt();
+        }));
+        if self.writer.queued().port > 0 {
+            self.interrupter.interrupt();
+        }
+        self.writer.send(frame);
     }
 
     /// Drops every pending request: callers find out through their monitor of the interpreter.

@@ -1,10 +1,18 @@
-//! Restricted pickle from Python → Elixir terms, built directly in the destination env.
+//! Restricted pickle from Python → Elixir terms, built directly in the calling process's env.
+//!
+//! Decoding runs only in NIF calls on a scheduler (the caller's, or a dirty one for large
+//! bodies): never on one of our own threads, where OTP 25 cannot build every term (large maps
+//! need scheduler data there).
 //!
 //! Atoms are permanent in the BEAM, so no atom may be created from a message that then fails
-//! to parse: the first pass only accepts atoms that already exist; if it meets a new one, the
-//! whole message is validated first and then decoded again with atom creation allowed.
+//! to parse, and Python may never fill the atom table: the first pass only accepts atoms that
+//! already exist; if it meets a new one it stops with [`Decoded::NeedsNewAtoms`], and Elixir
+//! calls again with a budget of new atoms (what keeps the atom table under its safe fraction,
+//! see `Snex.Native.decode/1`). The whole message is then validated before it is decoded again
+//! with atom creation allowed, up to that budget.
 
 use rustler::types::{atom::Atom, NewBinary};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use rustler::env::SavedTerm;
@@ -45,27 +53,59 @@ fn mapset_template(env: Env<'_>) -> Term<'_> {
     }
 }
 
-/// Decodes a pickle body into a term in `env`.
-pub fn decode<'a>(env: Env<'a>, data: &[u8]) -> Result<Term<'a>, DecodeError> {
+/// What decoding a body gave.
+pub enum Decoded<'a> {
+    /// The value.
+    Value(Term<'a>),
+    /// The body names atoms that do not exist yet, and no new atom was allowed.
+    NeedsNewAtoms,
+}
+
+/// Serialises decodes that create atoms, so that their budgets do not add up.
+static ATOM_CREATION: Mutex<()> = Mutex::new(());
+
+/// Atoms created by decodes so far: a decode's budget shrinks by those created by others since
+/// it began (its budget was computed from the atom count before).
+static ATOMS_CREATED: AtomicUsize = AtomicUsize::new(0);
+
+/// Decodes a pickle body into a term in `env`. With `new_atoms` `None`, a body naming atoms
+/// that do not exist gives [`Decoded::NeedsNewAtoms`]; with `Some(n)`, at most `n` of them are
+/// created, and a body needing more is refused.
+pub fn decode<'a>(
+    env: Env<'a>,
+    data: &[u8],
+    new_atoms: Option<usize>,
+) -> Result<Decoded<'a>, DecodeError> {
+    let created_before = ATOMS_CREATED.load(Ordering::Acquire);
     let mut builder = TermBuilder {
         env,
-        create_atoms: false,
+        new_atoms: 0,
         missing_atom: false,
     };
     match pickle::decode(data, &mut builder) {
+        Ok(term) => Ok(Decoded::Value(term)),
         Err(_) if builder.missing_atom => {
+            let Some(new_atoms) = new_atoms else {
+                return Ok(Decoded::NeedsNewAtoms);
+            };
             pickle::validate(data)?;
-            builder.create_atoms = true;
-            builder.missing_atom = false;
-            pickle::decode(data, &mut builder)
+            let _creating = ATOM_CREATION.lock().unwrap_or_else(|p| p.into_inner());
+            let by_others = ATOMS_CREATED.load(Ordering::Acquire) - created_before;
+            builder.new_atoms = new_atoms.saturating_sub(by_others);
+            builder.missing_atom = true;
+            let result = pickle::decode(data, &mut builder).map(Decoded::Value);
+            let created = new_atoms.saturating_sub(by_others) - builder.new_atoms;
+            ATOMS_CREATED.fetch_add(created, Ordering::AcqRel);
+            result
         }
-        other => other,
+        Err(e) => Err(e),
     }
 }
 
 struct TermBuilder<'a> {
     env: Env<'a>,
-    create_atoms: bool,
+    /// How many new atoms may still be created.
+    new_atoms: usize,
     missing_atom: bool,
 }
 
@@ -143,16 +183,23 @@ impl<'a> Builder for TermBuilder<'a> {
                 "atom name longer than {MAX_ATOM_CHARS} characters"
             )));
         }
-        if let Ok(atom) = Atom::existing_from_utf8_bytes(self.env, name.as_bytes()) {
-            return Ok(atom.encode(self.env));
+        if let Some(atom) = existing_atom(self.env, name) {
+            return Ok(atom);
         }
-        if !self.create_atoms {
-            self.missing_atom = true;
-            return Err(DecodeError::new("new atom".to_string()));
+        if self.new_atoms == 0 {
+            if !self.missing_atom {
+                self.missing_atom = true;
+                return Err(DecodeError::new("new atom".to_string()));
+            }
+            return Err(DecodeError::new(
+                "the value holds more new atoms than Snex may create: the atom table is near \
+                 its limit (see Snex.Serde, \"Atoms\")"
+                    .to_string(),
+            ));
         }
-        Atom::from_utf8_bytes(self.env, name.as_bytes())
-            .map(|a| a.encode(self.env))
-            .map_err(|_| DecodeError::new(format!("cannot make atom {name:?}")))
+        self.new_atoms -= 1;
+        new_atom(self.env, name)
+            .ok_or_else(|| DecodeError::new(format!("cannot make atom {name:?}")))
     }
 
     fn term(&mut self, etf: &[u8]) -> Result<Term<'a>, DecodeError> {
@@ -163,4 +210,41 @@ impl<'a> Builder for TermBuilder<'a> {
             )),
         }
     }
+}
+
+/// The atom named `name` (UTF-8) if it exists. Latin-1 names go through the NIF atom API; other
+/// names through the external term format, which OTP 25's NIF atom API cannot take.
+fn existing_atom<'a>(env: Env<'a>, name: &str) -> Option<Term<'a>> {
+    match latin1(name) {
+        Some(bytes) => Atom::existing_from_bytes(env, &bytes)
+            .ok()
+            .map(|a| a.encode(env)),
+        None => env.binary_to_term(&atom_etf(name)).map(|(term, _)| term),
+    }
+}
+
+/// Creates the atom named `name` (UTF-8, at most 255 characters).
+fn new_atom<'a>(env: Env<'a>, name: &str) -> Option<Term<'a>> {
+    match latin1(name) {
+        Some(bytes) => Atom::from_bytes(env, &bytes).ok().map(|a| a.encode(env)),
+        // SAFETY: `atom_etf` writes a well-formed ATOM_UTF8_EXT of valid UTF-8.
+        None => unsafe { env.binary_to_term_trusted(&atom_etf(name)) }.map(|(term, _)| term),
+    }
+}
+
+/// `name` in Latin-1, if every character fits.
+fn latin1(name: &str) -> Option<Vec<u8>> {
+    name.chars()
+        .map(|c| u8::try_from(u32::from(c)).ok())
+        .collect()
+}
+
+/// The external term format of the atom named `name`: `ATOM_UTF8_EXT`.
+pub fn atom_etf(name: &str) -> Vec<u8> {
+    let len = name.len().min(u16::MAX as usize);
+    let mut etf = Vec::with_capacity(4 + len);
+    etf.extend_from_slice(&[131, 118]);
+    etf.extend_from_slice(&(len as u16).to_be_bytes());
+    etf.extend_from_slice(&name.as_bytes()[..len]);
+    etf
 }

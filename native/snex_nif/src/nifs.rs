@@ -18,6 +18,7 @@ use snex_core::process::SpawnSpec;
 
 use crate::atoms;
 use crate::core::{Core, Pending, Transport, Turn};
+use crate::decode::Decoded;
 use crate::encode::{encode_term, encode_vars, Budget, EncodeError, EncodeOpts};
 use crate::resources::{EnvRes, InterpreterRes};
 use crate::writer::Outgoing;
@@ -136,6 +137,36 @@ fn start(env: Env, opts: StartOpts) -> Term {
             env.monitor(&res, &owner);
             (atoms::ok(), res).encode(env)
         }
+        Err(e) => (atoms::error(), e.to_string()).encode(env),
+    }
+}
+
+/// The largest body [`decode_body`] decodes on a normal scheduler: well under a millisecond
+/// for any content (see `docs/decisions.md`, "Where terms are built").
+const NORMAL_DECODE_MAX: usize = 16 * 1024;
+
+/// Decodes a body Python sent (a reply or a request) into a term: `{:ok, term}`,
+/// `{:error, message}`, `:new_atoms` when it names atoms that do not exist and `new_atoms` is
+/// `nil`, or `:dirty` when it is too large for a normal scheduler (then call
+/// [`decode_body_dirty`]). With `new_atoms` an integer, at most that many atoms are created.
+#[rustler::nif]
+fn decode_body<'a>(env: Env<'a>, body: Binary<'a>, new_atoms: Option<usize>) -> Term<'a> {
+    if body.len() > NORMAL_DECODE_MAX {
+        return atoms::dirty().encode(env);
+    }
+    decode_with(env, body.as_slice(), new_atoms)
+}
+
+/// [`decode_body`] on a dirty CPU scheduler, for bodies of any size.
+#[rustler::nif(schedule = "DirtyCpu")]
+fn decode_body_dirty<'a>(env: Env<'a>, body: Binary<'a>, new_atoms: Option<usize>) -> Term<'a> {
+    decode_with(env, body.as_slice(), new_atoms)
+}
+
+fn decode_with<'a>(env: Env<'a>, body: &[u8], new_atoms: Option<usize>) -> Term<'a> {
+    match crate::decode::decode(env, body, new_atoms) {
+        Ok(Decoded::Value(term)) => (atoms::ok(), term).encode(env),
+        Ok(Decoded::NeedsNewAtoms) => atoms::new_atoms().encode(env),
         Err(e) => (atoms::error(), e.to_string()).encode(env),
     }
 }

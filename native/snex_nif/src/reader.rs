@@ -1,15 +1,17 @@
-//! The reader thread: reads Python's frames, decodes replies into terms and sends them straight
-//! to the waiting caller; Python's own requests (`snex.call`, `cast`, `send`) go to the owner.
+//! The reader thread: reads Python's frames and passes each body on, undecoded, as a binary:
+//! a reply straight to the waiting caller, Python's own requests (`snex.call`, `cast`, `send`)
+//! to the owner. Bodies are decoded by the receiving process in a NIF call on a scheduler
+//! (see [`crate::decode`]): this thread builds no term but binaries and small tuples, which
+//! every OTP version can build on a thread of its own.
 
 use std::fs::File;
 use std::sync::Arc;
 
-use rustler::{Encoder, Env, OwnedEnv, Term};
+use rustler::{Encoder, Env, OwnedBinary, OwnedEnv, Term};
 use snex_core::frame::{kind, Frame, FrameReader};
 
 use crate::atoms;
 use crate::core::Core;
-use crate::decode;
 
 /// Starts the reader thread of `core` on `pipe`.
 pub fn start(core: Arc<Core>, pipe: File) -> std::io::Result<()> {
@@ -23,7 +25,7 @@ fn read_loop(core: &Core, pipe: File) {
     let mut reader = FrameReader::new(pipe);
     let mut request_env = OwnedEnv::new();
     loop {
-        match reader.read_frame_of(|k| (kind::REPLY_OK..=kind::SEND).contains(&k)) {
+        match reader.read_frame_of(|k| (kind::REPLY_OK..=kind::HELLO).contains(&k)) {
             Ok(Some(frame)) => {
                 // A bug here must not leave callers waiting forever: stop the interpreter, so
                 // that they get :call_failed.
@@ -57,68 +59,49 @@ fn protocol_error(core: &Core, msg: &str) {
 
 fn dispatch(core: &Core, frame: Frame, request_env: &mut OwnedEnv) -> Result<(), String> {
     match frame.kind {
-        kind::REPLY_OK | kind::REPLY_ERROR => {
-            reply(core, frame);
-            Ok(())
-        }
-        kind::CALL | kind::CAST | kind::SEND => {
-            forward_request(core, frame, request_env);
+        kind::REPLY_OK | kind::REPLY_ERROR => reply(core, frame),
+        kind::CALL | kind::CAST | kind::SEND => forward_request(core, frame, request_env),
+        kind::HELLO => {
+            let pid = u32::try_from(frame.id).map_err(|_| "bad pid in HELLO".to_string())?;
+            core.interrupter.set_pid(pid);
             Ok(())
         }
         other => Err(format!("unknown frame kind {other} from Python")),
     }
 }
 
-/// Sends `{tag, {:ok, value}}` or `{tag, {:error, {code, reason, traceback}}}` to the caller.
-fn reply(core: &Core, frame: Frame) {
+/// Sends `{tag, :ok | :error, body}` to the caller; the caller decodes `body`.
+fn reply(core: &Core, frame: Frame) -> Result<(), String> {
     // The caller timed out or died: the reply is dropped here.
     let Some(mut pending) = core.take_pending(frame.id) else {
-        return;
+        return Ok(());
     };
     pending.demonitor(None);
+    let body = OwnedBinary::from_slice(&frame.body);
+    let outcome = if frame.kind == kind::REPLY_OK {
+        atoms::ok()
+    } else {
+        atoms::error()
+    };
     let caller = pending.caller;
     let tag = pending.tag;
-    let ok = frame.kind == kind::REPLY_OK;
-    let body = frame.body;
     let _ = pending.env.send_and_clear(&caller, move |env| {
-        let reply = if ok {
-            match decode::decode(env, &body) {
-                Ok(value) => (atoms::ok(), value).encode(env),
-                Err(e) => decode_error(env, &e.to_string()),
-            }
-        } else {
-            match decode::decode(env, &body) {
-                Ok(error) => (atoms::error(), error).encode(env),
-                Err(e) => decode_error(env, &e.to_string()),
-            }
-        };
-        (tag.load(env), reply).encode(env)
+        (tag.load(env), outcome, body.release(env)).encode(env)
     });
+    Ok(())
 }
 
-fn decode_error<'a>(env: Env<'a>, msg: &str) -> Term<'a> {
-    let detail = format!("cannot decode the value Python returned: {msg}");
-    (
-        atoms::error(),
-        (atoms::decode_error(), detail, atoms::nil()),
-    )
-        .encode(env)
-}
-
-/// Sends `{:snex_request, :call | :cast | :send, id, decoded_body}` to the owner. A body that
-/// cannot be decoded becomes `{:snex_request, kind, id, {:decode_error, message}}`, so that the
-/// owner can answer a call instead of leaving Python waiting.
-fn forward_request(core: &Core, frame: Frame, env: &mut OwnedEnv) {
+/// Sends `{:snex_request, :call | :cast | :send, id, body}` to the owner, which decodes `body`.
+fn forward_request(core: &Core, frame: Frame, env: &mut OwnedEnv) -> Result<(), String> {
     let what = match frame.kind {
         kind::CALL => atoms::call(),
         kind::CAST => atoms::cast(),
         _ => atoms::send(),
     };
-    let _ = env.send_and_clear(&core.owner, |env| {
-        let body = match decode::decode(env, &frame.body) {
-            Ok(term) => term,
-            Err(e) => (atoms::decode_error(), e.to_string()).encode(env),
-        };
-        (atoms::snex_request(), what, frame.id, body).encode(env)
+    let body = OwnedBinary::from_slice(&frame.body);
+    let id = frame.id;
+    let _ = env.send_and_clear(&core.owner, |env: Env| -> Term {
+        (atoms::snex_request(), what, id, body.release(env)).encode(env)
     });
+    Ok(())
 }
