@@ -232,10 +232,29 @@ fn encode_atom(w: &mut PickleWriter, t: Term, opts: &EncodeOpts) -> Result<(), E
     Ok(())
 }
 
-/// The atom's name as UTF-8 (the NIF API of OTP 25 gives Latin-1).
-fn atom_name(t: Term) -> Result<String, EncodeError> {
+/// The atom's name as UTF-8. The NIF API of OTP 25 reads only Latin-1 names; others are read
+/// from the atom's external term format.
+pub fn atom_name(t: Term) -> Result<String, EncodeError> {
     t.atom_to_string()
+        .or_else(|_| atom_name_from_etf(t.to_binary().as_slice()))
         .map_err(|_| EncodeError::Invalid("atom name is not representable".into()))
+}
+
+/// The name in an atom's external term format (any of its four atom tags).
+fn atom_name_from_etf(etf: &[u8]) -> Result<String, ()> {
+    let (latin1, len, start) = match etf {
+        [131, 118, a, b, ..] => (false, u16::from_be_bytes([*a, *b]) as usize, 4),
+        [131, 119, n, ..] => (false, *n as usize, 3),
+        [131, 100, a, b, ..] => (true, u16::from_be_bytes([*a, *b]) as usize, 4),
+        [131, 115, n, ..] => (true, *n as usize, 3),
+        _ => return Err(()),
+    };
+    let bytes = etf.get(start..start + len).ok_or(())?;
+    if latin1 {
+        Ok(bytes.iter().map(|&b| b as char).collect())
+    } else {
+        String::from_utf8(bytes.to_vec()).map_err(|_| ())
+    }
 }
 
 fn encode_binary(
@@ -289,6 +308,8 @@ fn encode_map<'a>(
     }
     let iter = MapIterator::new(t).ok_or_else(|| EncodeError::Invalid("cannot read map".into()))?;
     let pairs: Vec<(Term<'a>, Term<'a>)> = iter.collect();
+    crate::py_keys::check(&pairs, |(k, _)| *k, opts)
+        .map_err(|e| EncodeError::Invalid(format!("map keys {e}")))?;
     w.begin_dict(pairs.len());
     stack.push(Work::EndDict(pairs.len()));
     for (k, v) in pairs.into_iter().rev() {
@@ -408,6 +429,8 @@ fn encode_set<'a>(
     let iter =
         MapIterator::new(inner).ok_or_else(|| EncodeError::Invalid("cannot read MapSet".into()))?;
     let items: Vec<Term<'a>> = iter.map(|(k, _)| k).collect();
+    crate::py_keys::check(&items, |k| *k, opts)
+        .map_err(|e| EncodeError::Invalid(format!("MapSet items {e}")))?;
     let n = items.len();
     w.begin_set(n, opts.frozenset);
     stack.push(Work::EndSet(n, opts.frozenset));

@@ -11,6 +11,7 @@ mod core;
 mod decode;
 mod encode;
 mod nifs;
+mod py_keys;
 mod reader;
 mod resources;
 mod writer;
