@@ -14,6 +14,7 @@ mod nifs;
 mod py_keys;
 mod reader;
 mod resources;
+mod route;
 mod writer;
 
 rustler::init!("Elixir.Snex.Native");

@@ -21,6 +21,7 @@ use crate::core::{Core, Pending, Transport, Turn};
 use crate::decode::Decoded;
 use crate::encode::{encode_term, encode_vars, Budget, EncodeError, EncodeOpts};
 use crate::resources::{EnvRes, InterpreterRes};
+use crate::route::{route, Route};
 use crate::writer::Outgoing;
 
 /// Options of `start/1`, as a map from Elixir.
@@ -69,6 +70,12 @@ impl Sched {
             Sched::Normal => Budget::for_normal_scheduler(),
             Sched::DirtyCpu | Sched::DirtyIo => Budget::unlimited(),
         }
+    }
+
+    /// Whether a request made of `terms` and `extra_bytes` of strings is too large for this
+    /// scheduler (see [`crate::route`]): only ever on a normal one.
+    fn routes_dirty(self, terms: &[Term], extra_bytes: usize) -> bool {
+        matches!(self, Sched::Normal) && route(terms, extra_bytes) == Route::Dirty
     }
 
     fn turn(self, core: &Core) -> Option<Turn<'_>> {
@@ -143,7 +150,7 @@ fn start(env: Env, opts: StartOpts) -> Term {
 
 /// The largest body [`decode_body`] decodes on a normal scheduler: well under a millisecond
 /// for any content (see `docs/decisions.md`, "Where terms are built").
-const NORMAL_DECODE_MAX: usize = 16 * 1024;
+const NORMAL_DECODE_MAX: usize = 4 * 1024;
 
 /// Decodes a body Python sent (a reply or a request) into a term: `{:ok, term}`,
 /// `{:error, message}`, `:new_atoms` when it names atoms that do not exist and `new_atoms` is
@@ -271,6 +278,10 @@ fn eval_with<'a>(
     opts: u32,
     sched: Sched,
 ) -> NifResult<Term<'a>> {
+    let code_len = code.as_ref().map_or(0, |c| c.len());
+    if sched.routes_dirty(&[vars], code_len + file.len()) {
+        return Ok(atoms::dirty().encode(env));
+    }
     let (interp, env_id) = resolve_target(target, env_id)?;
     let _turn = match begin(env, &interp.core, sched, true) {
         Ok(turn) => turn,
@@ -318,6 +329,9 @@ fn make_env_with<'a>(
     opts: u32,
     sched: Sched,
 ) -> NifResult<Term<'a>> {
+    if sched.routes_dirty(&[vars], 0) {
+        return Ok(atoms::dirty().encode(env));
+    }
     let _turn = match begin(env, &interp.core, sched, true) {
         Ok(turn) => turn,
         Err(answer) => return Ok(answer),
@@ -378,6 +392,9 @@ fn call_result_with<'a>(
     opts: u32,
     sched: Sched,
 ) -> Term<'a> {
+    if sched.routes_dirty(&[value], 0) {
+        return atoms::dirty().encode(env);
+    }
     // The answer to a call Python is waiting for is never held back by the busy limits.
     let _turn = match begin(env, &interp.core, sched, false) {
         Ok(turn) => turn,
