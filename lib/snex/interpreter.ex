@@ -40,6 +40,9 @@ defmodule Snex.Interpreter do
       Python 3.12+), and code without top-level `await` runs directly, without a task. This
       saves a poll per hop (a task waking up, a reply to `snex.call`). `false`: the plain
       asyncio loop, and every request gets its own task.
+    * `:max_concurrent_callbacks` - a positive integer or `:infinity` (default 1 000): how many
+      of Python's `snex.call`s and `snex.cast`s (each runs in a BEAM process of its own) may
+      run at once for this interpreter; see "Calls from Python" below.
 
   GenServer options (`:name`, `:timeout`, `:debug`, `:spawn_opt`, `:hibernate_after`) are passed
   on; any other key raises `ArgumentError`.
@@ -92,6 +95,18 @@ defmodule Snex.Interpreter do
   while it waits. What Python receives and what each caller gets back are the same either way;
   when Python is the bottleneck, as it usually is, throughput is about the same (see
   `docs/decisions.md`).
+
+  ## Calls from Python
+
+  Each `snex.call` and `snex.cast` (and `Elixir.Mod.fun(...)` proxy call) runs in a new BEAM
+  process, a task of a `Task.Supervisor` that belongs to the interpreter, so a slow callback
+  holds up neither the interpreter nor the other callbacks. At most `:max_concurrent_callbacks`
+  of them run at once. A `snex.call` over the limit raises `snex.ElixirError` in Python at once,
+  with a message naming the limit and the option; a `snex.cast` over it is dropped and logged
+  with `Logger.error/1`. The same happens when the BEAM cannot spawn a process because its
+  process table is full (`+P`): the interpreter keeps running either way. `snex.send` spawns no
+  process and has no limit. Callbacks still running when the interpreter stops are stopped with
+  it (their results could no longer reach Python).
 
   ## Lifecycle
 
@@ -181,7 +196,7 @@ defmodule Snex.Interpreter do
     end
   end
 
-  alias Snex.Interpreter.Options
+  alias Snex.Interpreter.{Callbacks, Options}
   alias Snex.Request
 
   @type server :: GenServer.server()
@@ -242,7 +257,8 @@ defmodule Snex.Interpreter do
   def init(%Options{} = options) do
     Process.flag(:trap_exit, true)
     set_label(options.label)
-    state = %{options: options, resource: nil}
+    {:ok, callbacks} = Callbacks.start_link(options.max_concurrent_callbacks)
+    state = %{options: options, resource: nil, callbacks: callbacks}
 
     if options.sync_start? do
       case start_python(state) do
@@ -274,7 +290,7 @@ defmodule Snex.Interpreter do
   end
 
   def handle_info({:snex_request, kind, id, body}, state) do
-    Snex.Interpreter.Callbacks.handle(kind, id, body, state.resource, state.options)
+    Callbacks.handle(kind, id, body, state.resource, state.callbacks)
     {:noreply, state}
   end
 
@@ -283,7 +299,11 @@ defmodule Snex.Interpreter do
     {:noreply, state}
   end
 
-  # Exits of linked processes other than the parent (the parent's is handled by GenServer).
+  # Without its callback supervisor the interpreter could not answer Python's calls.
+  def handle_info({:EXIT, pid, reason}, %{callbacks: %Callbacks{supervisor: pid}} = state),
+    do: {:stop, {:callback_supervisor_exited, reason}, state}
+
+  # Exits of other linked processes (the parent's is handled by GenServer).
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
 
   @impl true
@@ -324,7 +344,7 @@ defmodule Snex.Interpreter do
     end
   end
 
-  defp run_init_script(%{options: options, resource: res}) do
+  defp run_init_script(%{options: options, resource: res} = state) do
     {code, vars} =
       case options.init_script do
         {code, vars} -> {code, vars}
@@ -337,7 +357,7 @@ defmodule Snex.Interpreter do
 
     case submit_root(res, tag, code, vars, opts) do
       {:ok, id} ->
-        await_init(res, options, tag, id, Request.deadline(options.init_script_timeout))
+        await_init(state, tag, id, Request.deadline(options.init_script_timeout))
 
       {:error, {:encode_error, message}} ->
         {:error, Snex.Error.new(:encode_error, message)}
@@ -371,7 +391,7 @@ defmodule Snex.Interpreter do
   end
 
   # Python's requests to the BEAM (`snex.call` in the init script) are served meanwhile.
-  defp await_init(res, options, tag, id, deadline) do
+  defp await_init(%{resource: res} = state, tag, id, deadline) do
     receive do
       {^tag, {:ok, _}} ->
         :ok
@@ -383,12 +403,12 @@ defmodule Snex.Interpreter do
         {:error, exited(status)}
 
       {:snex_request, kind, request_id, body} ->
-        Snex.Interpreter.Callbacks.handle(kind, request_id, body, res, options)
-        await_init(res, options, tag, id, deadline)
+        Callbacks.handle(kind, request_id, body, res, state.callbacks)
+        await_init(state, tag, id, deadline)
     after
       Request.remaining(deadline) ->
         Snex.Native.cancel(res, id)
-        timeout = options.init_script_timeout
+        timeout = state.options.init_script_timeout
 
         {:error,
          Snex.Error.new(:init_script_timeout, "the init script did not finish in #{timeout} ms")}

@@ -14,7 +14,8 @@ defmodule Snex.Interpreter.Options do
     :label,
     :encoding_opts,
     :port_opts,
-    :eager_polyfill?
+    :eager_polyfill?,
+    :max_concurrent_callbacks
   ]
   @gen_server_keys [:name, :timeout, :debug, :spawn_opt, :hibernate_after]
 
@@ -32,6 +33,7 @@ defmodule Snex.Interpreter.Options do
             encoding_opts: [],
             port_opts: [],
             eager_polyfill?: true,
+            max_concurrent_callbacks: 1_000,
             # Not an option: the command line, resolved by `resolve_command!/1`.
             command: nil
 
@@ -75,6 +77,14 @@ defmodule Snex.Interpreter.Options do
 
     check!(is_boolean(o.sync_start?), :sync_start?, "a boolean")
     check!(is_boolean(o.eager_polyfill?), :eager_polyfill?, "a boolean")
+
+    check!(
+      o.max_concurrent_callbacks == :infinity or
+        (is_integer(o.max_concurrent_callbacks) and o.max_concurrent_callbacks > 0),
+      :max_concurrent_callbacks,
+      "a positive integer or :infinity"
+    )
+
     check!(valid_init_script?(o.init_script), :init_script, "code or {code, %{name => value}}")
     check!(valid_wrap_exec?(o.wrap_exec), :wrap_exec, "{module, function, args} or a 2-arity fun")
     Snex.Serde.EncodingOpts.validate!(o.encoding_opts)
