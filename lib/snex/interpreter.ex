@@ -47,6 +47,13 @@ defmodule Snex.Interpreter do
   GenServer options (`:name`, `:timeout`, `:debug`, `:spawn_opt`, `:hibernate_after`) are passed
   on; any other key raises `ArgumentError`.
 
+  Secrets. The interpreter's crash reports and `:sys.get_status/1` show `:redacted` in place of
+  the values of `:environment`, the init script's code and the values of its variables, and
+  the arguments of a `{m, f, a}` `:wrap_exec` (and of the command line built with it); names
+  and the other options are shown. The options you pass stay visible where you keep them: in
+  a supervisor's child spec, for instance, which OTP's supervisor reports print when SASL
+  reports are logged (`handle_sasl_reports`).
+
   ## Transport
 
   By default requests and replies travel over two pipes of their own (Python reads fd 3 and
@@ -313,6 +320,35 @@ defmodule Snex.Interpreter do
     :ok
   end
 
+  # Crash reports and `:sys.get_status/1` show the options redacted (`Options.redact/1`).
+  # OTP 25+ calls format_status/1 when it is exported; Elixir declares it as a GenServer
+  # callback from 1.17 on, 1.14 only format_status/2 (called by older OTPs).
+  if {:format_status, 1} in GenServer.behaviour_info(:callbacks), do: @impl(true)
+  @doc false
+  def format_status(status) when is_map(status) do
+    Enum.reduce([:state, :message, :reason], status, fn key, status ->
+      Map.replace_lazy(status, key, &redact/1)
+    end)
+  end
+
+  @impl true
+  def format_status(:normal, [_pdict, state]), do: [data: [{~c"State", redact(state)}]]
+  def format_status(_reason, [_pdict, state]), do: redact(state)
+
+  # Every options struct inside a term (the state; a reason or message holding one) redacted.
+  defp redact(%Options{} = options), do: Options.redact(options)
+  defp redact(map) when is_map(map), do: :maps.map(fn _key, value -> redact(value) end, map)
+  defp redact(list) when is_list(list), do: redact_list(list)
+  defp redact(tuple) when is_tuple(tuple), do: redact_tuple(tuple)
+  defp redact(other), do: other
+
+  # Lists may be improper.
+  defp redact_list([head | tail]), do: [redact(head) | redact_list(tail)]
+  defp redact_list(tail), do: redact(tail)
+
+  defp redact_tuple(tuple),
+    do: tuple |> Tuple.to_list() |> Enum.map(&redact/1) |> List.to_tuple()
+
   ## Start-up
 
   defp start_python(%{options: options} = state) do
@@ -342,6 +378,11 @@ defmodule Snex.Interpreter do
       {:error, message} ->
         {:error, Snex.Error.new(:internal_error, "cannot start Python: #{message}")}
     end
+  rescue
+    # The spec holds the environment: it must not reach a crash report through a stacktrace.
+    exception ->
+      message = Exception.message(exception)
+      {:error, Snex.Error.new(:internal_error, "cannot start Python: #{message}")}
   end
 
   defp run_init_script(%{options: options, resource: res} = state) do
