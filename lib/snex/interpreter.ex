@@ -344,6 +344,7 @@ defmodule Snex.Interpreter do
 
   # Lists may be improper.
   defp redact_list([head | tail]), do: [redact(head) | redact_list(tail)]
+  defp redact_list([]), do: []
   defp redact_list(tail), do: redact(tail)
 
   defp redact_tuple(tuple),

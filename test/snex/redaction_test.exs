@@ -81,14 +81,15 @@ defmodule Snex.RedactionTest do
       Snex.Interpreter.format_status(:normal, [[], state]),
       Snex.Interpreter.format_status(%{
         state: state,
-        reason: {:bad, [state.options | :improper]},
-        message: {:oops, %{deep: {state.options}}},
+        reason: {:bad, [state.options | :improper], [[], ["traceback"]]},
+        message: {:oops, %{deep: {state.options}}, [state.options]},
         log: []
       })
     ]
 
     text = inspect(formatted, limit: :infinity, printable_limit: :infinity)
     assert text =~ ~s("API_KEY" => :redacted)
+    assert text =~ ~s(| :improper], [[], ["traceback"]]})
     refute_secrets(text)
   end
 
