@@ -269,8 +269,12 @@ defmodule Snex.Interpreter do
 
     if options.sync_start? do
       case start_python(state) do
-        {:ok, state} -> {:ok, state}
-        {:error, error} -> {:stop, error}
+        {:ok, state} ->
+          {:ok, state}
+
+        {:error, error} ->
+          Callbacks.stop(callbacks)
+          {:stop, error}
       end
     else
       {:ok, state, {:continue, :start}}
@@ -314,8 +318,9 @@ defmodule Snex.Interpreter do
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, %{resource: res}) do
+  def terminate(_reason, %{resource: res, callbacks: callbacks}) do
     if res, do: Snex.Native.shutdown(res)
+    Callbacks.stop(callbacks)
     Snex.Registry.unregister()
     :ok
   end

@@ -16,6 +16,14 @@ defmodule Snex.CallbackLimitsTest do
     end
   end
 
+  defp flush(acc \\ []) do
+    receive do
+      message -> flush([message | acc])
+    after
+      0 -> Enum.reverse(acc)
+    end
+  end
+
   defp await_holders(n), do: for(_ <- 1..n, do: assert_receive({:holding, pid}, 10_000) && pid)
 
   test "calls over the limit raise snex.ElixirError at once; the others run" do
@@ -140,7 +148,25 @@ defmodule Snex.CallbackLimitsTest do
     [held] = await_holders(1)
     ref = Process.monitor(held)
     :ok = Snex.Interpreter.stop(i)
-    assert_receive {:DOWN, ^ref, :process, ^held, :shutdown}, 5_000
+    assert_receive {:DOWN, ^ref, :process, ^held, :killed}, 5_000
+  end
+
+  test "an interpreter whose Python exits leaves no crash report of its callback supervisor" do
+    Process.flag(:trap_exit, true)
+    {:ok, i} = Snex.Interpreter.start_link([])
+    %{callbacks: %{supervisor: supervisor}} = :sys.get_state(i)
+    ref = Process.monitor(supervisor)
+    LogForwarder.attach()
+
+    capture_log(fn ->
+      {:error, _} = Snex.pyeval(i, "import os\nos._exit(3)")
+      assert_receive {:EXIT, ^i, %Snex.Error{code: :interpreter_exited}}, 5_000
+      assert_receive {:DOWN, ^ref, :process, ^supervisor, :shutdown}, 5_000
+    end)
+
+    # A process logs before it exits: its report, if any, came before the :DOWN.
+    reports = for {:snex_log, _, _, %{pid: ^supervisor}} = log <- flush(), do: log
+    assert reports == []
   end
 
   test "the interpreter stops when its callback supervisor dies" do

@@ -25,6 +25,17 @@ defmodule Snex.Interpreter.Callbacks do
     end
   end
 
+  @doc """
+  Stops the callback supervisor and the callbacks still running, with reason `:shutdown`, so
+  that it logs no crash report of its own when the interpreter stops for another reason.
+  """
+  @spec stop(t()) :: :ok
+  def stop(%__MODULE__{supervisor: supervisor}) do
+    Supervisor.stop(supervisor, :shutdown)
+  catch
+    :exit, _already_gone -> :ok
+  end
+
   @doc "Handles one request forwarded by the NIF's reader thread (its body decoded)."
   @spec handle(:call | :cast | :send, non_neg_integer(), term(), reference(), t()) :: :ok
   def handle(:call, id, {:decode_error, message}, res, _callbacks) do
@@ -82,7 +93,7 @@ defmodule Snex.Interpreter.Callbacks do
 
   # Starts `run` as a task of the interpreter's supervisor, or says why it could not.
   defp start(%__MODULE__{supervisor: supervisor, limit: limit}, run) do
-    case Task.Supervisor.start_child(supervisor, run) do
+    case Task.Supervisor.start_child(supervisor, run, shutdown: :brutal_kill) do
       {:ok, _pid} ->
         :ok
 
