@@ -8,6 +8,12 @@ defmodule Snex do
 
   See `Snex.Interpreter` for starting interpreters, `Snex.Env` for environments, and
   `Snex.Serde` for how values cross between Elixir and Python.
+
+  An interpreter is a pid or a name (an atom, `{name, node}`, `{:global, name}`,
+  `{:via, module, name}`). A name registered to no process (for instance while a supervisor
+  restarts the interpreter), a dead pid or an unreachable node gives
+  `{:error, %Snex.Error{code: :call_failed}}`; a term that is none of these raises
+  `ArgumentError`.
   """
 
   alias Snex.{Env, Error, Request, Target}

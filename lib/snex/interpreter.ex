@@ -40,9 +40,19 @@ defmodule Snex.Interpreter do
       Python 3.12+), and code without top-level `await` runs directly, without a task. This
       saves a poll per hop (a task waking up, a reply to `snex.call`). `false`: the plain
       asyncio loop, and every request gets its own task.
+    * `:max_concurrent_callbacks` - a positive integer or `:infinity` (default 1 000): how many
+      of Python's `snex.call`s and `snex.cast`s (each runs in a BEAM process of its own) may
+      run at once for this interpreter; see "Calls from Python" below.
 
   GenServer options (`:name`, `:timeout`, `:debug`, `:spawn_opt`, `:hibernate_after`) are passed
   on; any other key raises `ArgumentError`.
+
+  Secrets. The interpreter's crash reports and `:sys.get_status/1` show `:redacted` in place of
+  the values of `:environment`, the init script's code and the values of its variables, and
+  the arguments of a `{m, f, a}` `:wrap_exec` (and of the command line built with it); names
+  and the other options are shown. The options you pass stay visible where you keep them: in
+  a supervisor's child spec, for instance, which OTP's supervisor reports print when SASL
+  reports are logged (`handle_sasl_reports`).
 
   ## Transport
 
@@ -92,6 +102,18 @@ defmodule Snex.Interpreter do
   while it waits. What Python receives and what each caller gets back are the same either way;
   when Python is the bottleneck, as it usually is, throughput is about the same (see
   `docs/decisions.md`).
+
+  ## Calls from Python
+
+  Each `snex.call` and `snex.cast` (and `Elixir.Mod.fun(...)` proxy call) runs in a new BEAM
+  process, a task of a `Task.Supervisor` that belongs to the interpreter, so a slow callback
+  holds up neither the interpreter nor the other callbacks. At most `:max_concurrent_callbacks`
+  of them run at once. A `snex.call` over the limit raises `snex.ElixirError` in Python at once,
+  with a message naming the limit and the option; a `snex.cast` over it is dropped and logged
+  with `Logger.error/1`. The same happens when the BEAM cannot spawn a process because its
+  process table is full (`+P`): the interpreter keeps running either way. `snex.send` spawns no
+  process and has no limit. Callbacks still running when the interpreter stops are stopped with
+  it (their results could no longer reach Python).
 
   ## Lifecycle
 
@@ -181,7 +203,7 @@ defmodule Snex.Interpreter do
     end
   end
 
-  alias Snex.Interpreter.Options
+  alias Snex.Interpreter.{Callbacks, Options}
   alias Snex.Request
 
   @type server :: GenServer.server()
@@ -242,12 +264,17 @@ defmodule Snex.Interpreter do
   def init(%Options{} = options) do
     Process.flag(:trap_exit, true)
     set_label(options.label)
-    state = %{options: options, resource: nil}
+    {:ok, callbacks} = Callbacks.start_link(options.max_concurrent_callbacks)
+    state = %{options: options, resource: nil, callbacks: callbacks}
 
     if options.sync_start? do
       case start_python(state) do
-        {:ok, state} -> {:ok, state}
-        {:error, error} -> {:stop, error}
+        {:ok, state} ->
+          {:ok, state}
+
+        {:error, error} ->
+          Callbacks.stop(callbacks)
+          {:stop, error}
       end
     else
       {:ok, state, {:continue, :start}}
@@ -274,7 +301,7 @@ defmodule Snex.Interpreter do
   end
 
   def handle_info({:snex_request, kind, id, body}, state) do
-    Snex.Interpreter.Callbacks.handle_raw(kind, id, body, state.resource, state.options)
+    Callbacks.handle_raw(kind, id, body, state.resource, state.callbacks)
     {:noreply, state}
   end
 
@@ -283,15 +310,50 @@ defmodule Snex.Interpreter do
     {:noreply, state}
   end
 
-  # Exits of linked processes other than the parent (the parent's is handled by GenServer).
+  # Without its callback supervisor the interpreter could not answer Python's calls.
+  def handle_info({:EXIT, pid, reason}, %{callbacks: %Callbacks{supervisor: pid}} = state),
+    do: {:stop, {:callback_supervisor_exited, reason}, state}
+
+  # Exits of other linked processes (the parent's is handled by GenServer).
   def handle_info({:EXIT, _pid, _reason}, state), do: {:noreply, state}
 
   @impl true
-  def terminate(_reason, %{resource: res}) do
+  def terminate(_reason, %{resource: res, callbacks: callbacks}) do
     if res, do: Snex.Native.shutdown(res)
+    Callbacks.stop(callbacks)
     Snex.Registry.unregister()
     :ok
   end
+
+  # Crash reports and `:sys.get_status/1` show the options redacted (`Options.redact/1`).
+  # OTP 25+ calls format_status/1 when it is exported; Elixir declares it as a GenServer
+  # callback from 1.17 on, 1.14 only format_status/2 (called by older OTPs).
+  if {:format_status, 1} in GenServer.behaviour_info(:callbacks), do: @impl(true)
+  @doc false
+  def format_status(status) when is_map(status) do
+    Enum.reduce([:state, :message, :reason], status, fn key, status ->
+      Map.replace_lazy(status, key, &redact/1)
+    end)
+  end
+
+  @impl true
+  def format_status(:normal, [_pdict, state]), do: [data: [{~c"State", redact(state)}]]
+  def format_status(_reason, [_pdict, state]), do: redact(state)
+
+  # Every options struct inside a term (the state; a reason or message holding one) redacted.
+  defp redact(%Options{} = options), do: Options.redact(options)
+  defp redact(map) when is_map(map), do: :maps.map(fn _key, value -> redact(value) end, map)
+  defp redact(list) when is_list(list), do: redact_list(list)
+  defp redact(tuple) when is_tuple(tuple), do: redact_tuple(tuple)
+  defp redact(other), do: other
+
+  # Lists may be improper.
+  defp redact_list([head | tail]), do: [redact(head) | redact_list(tail)]
+  defp redact_list([]), do: []
+  defp redact_list(tail), do: redact(tail)
+
+  defp redact_tuple(tuple),
+    do: tuple |> Tuple.to_list() |> Enum.map(&redact/1) |> List.to_tuple()
 
   ## Start-up
 
@@ -322,9 +384,14 @@ defmodule Snex.Interpreter do
       {:error, message} ->
         {:error, Snex.Error.new(:internal_error, "cannot start Python: #{message}")}
     end
+  rescue
+    # The spec holds the environment: it must not reach a crash report through a stacktrace.
+    exception ->
+      message = Exception.message(exception)
+      {:error, Snex.Error.new(:internal_error, "cannot start Python: #{message}")}
   end
 
-  defp run_init_script(%{options: options, resource: res}) do
+  defp run_init_script(%{options: options, resource: res} = state) do
     {code, vars} =
       case options.init_script do
         {code, vars} -> {code, vars}
@@ -337,7 +404,7 @@ defmodule Snex.Interpreter do
 
     case submit_root(res, tag, code, vars, opts) do
       {:ok, id} ->
-        await_init(res, options, tag, id, Request.deadline(options.init_script_timeout))
+        await_init(state, tag, id, Request.deadline(options.init_script_timeout))
 
       {:error, {:encode_error, message}} ->
         {:error, Snex.Error.new(:encode_error, message)}
@@ -371,7 +438,7 @@ defmodule Snex.Interpreter do
   end
 
   # Python's requests to the BEAM (`snex.call` in the init script) are served meanwhile.
-  defp await_init(res, options, tag, id, deadline) do
+  defp await_init(%{resource: res} = state, tag, id, deadline) do
     receive do
       {^tag, outcome, body} ->
         with {:ok, _} <- Request.to_result(outcome, body), do: :ok
@@ -380,12 +447,12 @@ defmodule Snex.Interpreter do
         {:error, exited(status)}
 
       {:snex_request, kind, request_id, body} ->
-        Snex.Interpreter.Callbacks.handle_raw(kind, request_id, body, res, options)
-        await_init(res, options, tag, id, deadline)
+        Callbacks.handle_raw(kind, request_id, body, res, state.callbacks)
+        await_init(state, tag, id, deadline)
     after
       Request.remaining(deadline) ->
         Snex.Native.cancel(res, id)
-        timeout = options.init_script_timeout
+        timeout = state.options.init_script_timeout
 
         {:error,
          Snex.Error.new(:init_script_timeout, "the init script did not finish in #{timeout} ms")}

@@ -31,10 +31,16 @@ defmodule Snex.Target do
     end
   end
 
-  @doc "Resolves an interpreter to its pid and resource."
+  @doc """
+  Resolves an interpreter to its pid and resource. A name registered to no process (for
+  instance while a supervisor restarts the interpreter) and a dead pid are `:gone`; anything
+  that is not a `t:GenServer.server/0` raises `ArgumentError`.
+  """
   @spec interpreter(GenServer.server()) ::
           {:local, pid(), reference()} | {:remote, node()} | :gone
   def interpreter(interpreter) do
+    check_server!(interpreter)
+
     case GenServer.whereis(interpreter) do
       pid when is_pid(pid) and node(pid) == node() ->
         case Snex.Interpreter.resource(pid) do
@@ -45,16 +51,22 @@ defmodule Snex.Target do
       pid when is_pid(pid) ->
         {:remote, node(pid)}
 
-      {_name, node} when node != node() ->
+      {_name, node} ->
         {:remote, node}
 
       nil ->
-        raise ArgumentError, "no interpreter found for #{inspect(interpreter)}"
-
-      other ->
-        raise ArgumentError, "cannot reach interpreter #{inspect(other)}"
+        :gone
     end
   end
+
+  defp check_server!(pid) when is_pid(pid), do: :ok
+  defp check_server!(name) when is_atom(name) and name != nil, do: :ok
+  defp check_server!({:global, _name}), do: :ok
+  defp check_server!({:via, module, _name}) when is_atom(module), do: :ok
+  defp check_server!({name, node}) when is_atom(name) and is_atom(node), do: :ok
+
+  defp check_server!(other),
+    do: raise(ArgumentError, "not an interpreter (a pid or a name): #{inspect(other)}")
 
   defp remote(%Env{interpreter: pid}), do: {:remote, node(pid)}
 end

@@ -43,7 +43,7 @@ defmodule Snex.Test.Cluster do
 
   @doc """
   Starts a peer node with our code paths and the snex application running; `extra_args` are
-  more `erl` arguments (charlists).
+  more `erl` arguments (charlists), e.g. `[~c"+P", ~c"4096"]`.
   """
   def start_peer(name, extra_args \\ []) do
     ensure_distributed()
@@ -54,7 +54,7 @@ defmodule Snex.Test.Cluster do
         name: name,
         host: ~c"127.0.0.1",
         longnames: true,
-        args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie()) | paths] ++ extra_args
+        args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie()) | paths ++ extra_args]
       })
 
     {:ok, _} = :erpc.call(node, Application, :ensure_all_started, [:snex])

@@ -1,60 +1,99 @@
 defmodule Snex.Interpreter.Callbacks do
   @moduledoc false
   # Serves Python's requests to the BEAM (`snex.call`, `snex.cast`, `snex.send`). Calls and casts
-  # run in their own processes, never in the interpreter process, so a slow call does not hold
-  # up the interpreter.
+  # run as tasks of the interpreter's own `Task.Supervisor`, never in the interpreter process, so
+  # a slow call does not hold up the interpreter. The supervisor's `:max_children` is the
+  # interpreter's `:max_concurrent_callbacks`: a call over it (or one the BEAM cannot spawn a
+  # process for) is answered with an error, a cast over it is dropped and logged.
   require Logger
 
   alias Snex.Serde.EncodingOpts
 
+  defstruct [:supervisor, :limit]
+
+  @typedoc "The interpreter's callback supervisor and its bound."
+  @type t :: %__MODULE__{supervisor: pid(), limit: pos_integer() | :infinity}
+
+  @doc """
+  Starts the callback supervisor of the calling interpreter process, linked to it: when the
+  interpreter stops, callbacks still running are stopped too.
+  """
+  @spec start_link(pos_integer() | :infinity) :: {:ok, t()} | {:error, term()}
+  def start_link(limit) do
+    with {:ok, supervisor} <- Task.Supervisor.start_link(max_children: limit) do
+      {:ok, %__MODULE__{supervisor: supervisor, limit: limit}}
+    end
+  end
+
+  @doc """
+  Stops the callback supervisor and the callbacks still running, with reason `:shutdown`, so
+  that it logs no crash report of its own when the interpreter stops for another reason.
+  """
+  @spec stop(t()) :: :ok
+  def stop(%__MODULE__{supervisor: supervisor}) do
+    Supervisor.stop(supervisor, :shutdown)
+  catch
+    :exit, _already_gone -> :ok
+  end
+
   @doc "Decodes and handles one request forwarded, undecoded, by the NIF's reader thread."
-  @spec handle_raw(:call | :cast | :send, non_neg_integer(), binary(), reference(), struct()) ::
-          :ok
-  def handle_raw(kind, id, body, res, options) do
+  @spec handle_raw(:call | :cast | :send, non_neg_integer(), binary(), reference(), t()) :: :ok
+  def handle_raw(kind, id, body, res, callbacks) do
     decoded =
       case Snex.Serde.Decoder.decode(body) do
         {:ok, term} -> term
         {:error, message} -> {:decode_error, message}
       end
 
-    handle(kind, id, decoded, res, options)
+    handle(kind, id, decoded, res, callbacks)
   end
 
   @doc "Handles one decoded request."
-  @spec handle(:call | :cast | :send, non_neg_integer(), term(), reference(), struct()) :: :ok
-  def handle(:call, id, {:decode_error, message}, res, _options) do
+  @spec handle(:call | :cast | :send, non_neg_integer(), term(), reference(), t()) :: :ok
+  def handle(:call, id, {:decode_error, message}, res, _callbacks) do
     reply(res, id, false, "Snex could not decode the call: #{message}", [])
   end
 
-  def handle(kind, _id, {:decode_error, message}, _res, _options) do
+  def handle(kind, _id, {:decode_error, message}, _res, _callbacks) do
     Logger.error("Snex: could not decode a #{kind} from Python: #{message}")
   end
 
-  def handle(:call, id, {module, function, args, node, result_opts}, res, _options) do
-    spawn(fn ->
+  def handle(:call, id, {module, function, args, node, result_opts}, res, callbacks) do
+    run = fn ->
       opts = result_opts(result_opts)
 
       case apply_somewhere(node, module, function, args) do
         {:ok, value} -> reply(res, id, true, value, opts)
         {:error, message} -> reply(res, id, false, message, [])
       end
-    end)
+    end
 
-    :ok
+    case start(callbacks, run) do
+      :ok -> :ok
+      {:error, why} -> reply(res, id, false, "Snex refused the call: " <> why, [])
+    end
   end
 
-  def handle(:cast, _id, {module, function, args, node}, _res, _options) do
-    spawn(fn ->
+  def handle(:cast, _id, {module, function, args, node}, _res, callbacks) do
+    run = fn ->
       case apply_somewhere(node, module, function, args) do
         {:ok, _} -> :ok
         {:error, message} -> Logger.error("Snex: cast from Python failed: " <> message)
       end
-    end)
+    end
 
-    :ok
+    case start(callbacks, run) do
+      :ok ->
+        :ok
+
+      {:error, why} ->
+        Logger.error(
+          "Snex: a cast from Python to #{inspect(module)}.#{function} was dropped: " <> why
+        )
+    end
   end
 
-  def handle(:send, _id, {to, data}, _res, _options) do
+  def handle(:send, _id, {to, data}, _res, _callbacks) do
     try do
       send(to, data)
     rescue
@@ -64,8 +103,31 @@ defmodule Snex.Interpreter.Callbacks do
     :ok
   end
 
-  def handle(kind, _id, body, _res, _options) do
+  def handle(kind, _id, body, _res, _callbacks) do
     Logger.error("Snex: malformed #{kind} request from Python: #{inspect(body, limit: 20)}")
+  end
+
+  # Starts `run` as a task of the interpreter's supervisor, or says why it could not.
+  defp start(%__MODULE__{supervisor: supervisor, limit: limit}, run) do
+    case Task.Supervisor.start_child(supervisor, run, shutdown: :brutal_kill) do
+      {:ok, _pid} ->
+        :ok
+
+      {:error, :max_children} ->
+        {:error,
+         "#{limit} callbacks (snex.call/snex.cast) of this interpreter are already running, " <>
+           "the limit set by the :max_concurrent_callbacks option of " <>
+           "Snex.Interpreter.start_link/1"}
+
+      {:error, {:system_limit, _stacktrace}} ->
+        {:error, "the BEAM cannot spawn a process for it: its process table is full"}
+
+      {:error, reason} ->
+        {:error, "no process could be started for it: #{inspect(reason, limit: 10)}"}
+    end
+  catch
+    :exit, reason ->
+      {:error, "the interpreter's callback supervisor is gone: #{inspect(reason, limit: 10)}"}
   end
 
   defp apply_somewhere(node, module, function, args)

@@ -14,7 +14,8 @@ defmodule Snex.Interpreter.Options do
     :label,
     :encoding_opts,
     :port_opts,
-    :eager_polyfill?
+    :eager_polyfill?,
+    :max_concurrent_callbacks
   ]
   @gen_server_keys [:name, :timeout, :debug, :spawn_opt, :hibernate_after]
 
@@ -32,6 +33,7 @@ defmodule Snex.Interpreter.Options do
             encoding_opts: [],
             port_opts: [],
             eager_polyfill?: true,
+            max_concurrent_callbacks: 1_000,
             # Not an option: the command line, resolved by `resolve_command!/1`.
             command: nil
 
@@ -75,6 +77,14 @@ defmodule Snex.Interpreter.Options do
 
     check!(is_boolean(o.sync_start?), :sync_start?, "a boolean")
     check!(is_boolean(o.eager_polyfill?), :eager_polyfill?, "a boolean")
+
+    check!(
+      o.max_concurrent_callbacks == :infinity or
+        (is_integer(o.max_concurrent_callbacks) and o.max_concurrent_callbacks > 0),
+      :max_concurrent_callbacks,
+      "a positive integer or :infinity"
+    )
+
     check!(valid_init_script?(o.init_script), :init_script, "code or {code, %{name => value}}")
     check!(valid_wrap_exec?(o.wrap_exec), :wrap_exec, "{module, function, args} or a 2-arity fun")
     Snex.Serde.EncodingOpts.validate!(o.encoding_opts)
@@ -129,6 +139,38 @@ defmodule Snex.Interpreter.Options do
 
   defp check!(false, key, expected),
     do: raise(ArgumentError, "option #{inspect(key)} must be #{expected}")
+
+  @doc """
+  The options with everything that may hold a secret replaced by `:redacted`, for crash reports
+  and `:sys.get_status/1`: the values of `:environment` (the names stay), the init script's code
+  and the values of its variables (the names stay), the arguments of a `{m, f, a}` `:wrap_exec`
+  and of the command line built from it (the executable stays).
+  """
+  @spec redact(t()) :: t()
+  def redact(%__MODULE__{} = o) do
+    %{
+      o
+      | environment: redact_values(o.environment),
+        init_script: redact_init_script(o.init_script),
+        wrap_exec: redact_wrap_exec(o.wrap_exec),
+        command: redact_command(o.command)
+    }
+  end
+
+  defp redact_values(map) when is_map(map), do: Map.new(map, fn {k, _} -> {k, :redacted} end)
+  defp redact_values(_other), do: :redacted
+
+  defp redact_init_script(nil), do: nil
+  defp redact_init_script({_code, vars}), do: {:redacted, redact_values(vars)}
+  defp redact_init_script(_code), do: :redacted
+
+  defp redact_wrap_exec({m, f, a}) when is_list(a), do: {m, f, Enum.map(a, fn _ -> :redacted end)}
+  defp redact_wrap_exec(other), do: other
+
+  defp redact_command({:ok, {program, args}}) when is_list(args),
+    do: {:ok, {program, Enum.map(args, fn _ -> :redacted end)}}
+
+  defp redact_command(other), do: other
 
   @doc """
   The busy limits `{low, high}` of the bytes queued towards Python and not yet accepted by the
