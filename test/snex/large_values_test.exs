@@ -71,6 +71,18 @@ defmodule Snex.LargeValuesTest do
     end
   end
 
+  test "large binaries and strings arrive exact, alone and among other values", %{env: env} do
+    assert {:ok, [big, small, text, [nested]]} =
+             Snex.pyeval(env, """
+             return [b'x' * 300_000 + b'y', b'z', 'é' * 100_000, [bytearray(b'q' * 70_000)]]
+             """)
+
+    assert big == :binary.copy("x", 300_000) <> "y"
+    assert small == "z"
+    assert text == String.duplicate("é", 100_000)
+    assert nested == :binary.copy("q", 70_000)
+  end
+
   test "the interpreter keeps serving after them", %{env: env} do
     {:ok, _} = Snex.pyeval(env, "return {i: i for i in range(1000)}")
     assert {:ok, 2} = Snex.pyeval(env, "return 1 + 1")

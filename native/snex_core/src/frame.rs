@@ -59,13 +59,41 @@ pub mod kind {
 
 /// A frame read from a stream.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Frame {
+pub struct FrameOf<B> {
     /// The frame kind (see [`kind`]); not validated.
     pub kind: u8,
     /// Request, call or environment id, depending on the kind.
     pub id: u64,
     /// The body, usually a pickle; empty for kinds without a body.
-    pub body: Vec<u8>,
+    pub body: B,
+}
+
+/// A frame whose body was read into a `Vec`.
+pub type Frame = FrameOf<Vec<u8>>;
+
+/// A buffer a frame body is read into (a `Vec`, or in the NIF the binary that becomes the
+/// term, so that the body is not copied again).
+pub trait BodyBuffer: Sized {
+    /// A buffer of `len` bytes (their content does not matter).
+    fn with_len(len: usize) -> Self;
+    /// Grows the buffer to `len` bytes, keeping its content.
+    fn grow(&mut self, len: usize);
+    /// The bytes.
+    fn bytes_mut(&mut self) -> &mut [u8];
+}
+
+impl BodyBuffer for Vec<u8> {
+    fn with_len(len: usize) -> Self {
+        vec![0; len]
+    }
+
+    fn grow(&mut self, len: usize) {
+        self.resize(len, 0);
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self
+    }
 }
 
 /// Why a frame could not be read or written.
@@ -186,6 +214,14 @@ impl<R: Read> FrameReader<R> {
         &mut self,
         accept: impl Fn(u8) -> bool,
     ) -> Result<Option<Frame>, FrameError> {
+        self.read_frame_into(accept)
+    }
+
+    /// Like [`FrameReader::read_frame_of`], reading the body into a buffer of type `B`.
+    pub fn read_frame_into<B: BodyBuffer>(
+        &mut self,
+        accept: impl Fn(u8) -> bool,
+    ) -> Result<Option<FrameOf<B>>, FrameError> {
         let mut header = [0u8; HEADER_LEN];
         if !self.read_header(&mut header)? {
             return Ok(None);
@@ -198,7 +234,7 @@ impl<R: Read> FrameReader<R> {
             .checked_sub(LENGTH_OVERHEAD)
             .ok_or(FrameError::BadLength(length))?;
         let body = self.read_body(body_len)?;
-        Ok(Some(Frame { kind, id, body }))
+        Ok(Some(FrameOf { kind, id, body }))
     }
 
     /// Fills `header`; false on EOF before its first byte.
@@ -216,16 +252,21 @@ impl<R: Read> FrameReader<R> {
         Ok(true)
     }
 
-    /// Reads exactly `len` body bytes, growing the buffer chunk by chunk.
-    fn read_body(&mut self, len: usize) -> Result<Vec<u8>, FrameError> {
-        let mut body = Vec::with_capacity(len.min(READ_CHUNK));
-        while body.len() < len {
-            let start = body.len();
-            let chunk = (len - start).min(READ_CHUNK);
-            body.resize(start + chunk, 0);
-            self.inner.read_exact(&mut body[start..])?;
+    /// Reads exactly `len` body bytes. The buffer starts at 1 MiB at most and doubles as bytes
+    /// arrive, so a header that lies about the length cannot cause a large allocation.
+    fn read_body<B: BodyBuffer>(&mut self, len: usize) -> Result<B, FrameError> {
+        let mut size = len.min(READ_CHUNK);
+        let mut body = B::with_len(size);
+        let mut filled = 0;
+        loop {
+            self.inner.read_exact(&mut body.bytes_mut()[filled..size])?;
+            filled = size;
+            if filled == len {
+                return Ok(body);
+            }
+            size = len.min(size.saturating_mul(2));
+            body.grow(size);
         }
-        Ok(body)
     }
 }
 

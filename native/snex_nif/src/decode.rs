@@ -11,7 +11,7 @@
 //! see `Snex.Native.decode/1`). The whole message is then validated before it is decoded again
 //! with atom creation allowed, up to that budget.
 
-use rustler::types::{atom::Atom, NewBinary};
+use rustler::types::{atom::Atom, Binary, NewBinary};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -68,17 +68,24 @@ static ATOM_CREATION: Mutex<()> = Mutex::new(());
 /// it began (its budget was computed from the atom count before).
 static ATOMS_CREATED: AtomicUsize = AtomicUsize::new(0);
 
+/// Binaries of at least this size that are at least a quarter of the body are not copied: they
+/// become sub-binaries of the body (which they keep alive; the ratio bounds what a kept piece
+/// can hold on to).
+const SUB_BINARY_MIN: usize = 64 * 1024;
+
 /// Decodes a pickle body into a term in `env`. With `new_atoms` `None`, a body naming atoms
 /// that do not exist gives [`Decoded::NeedsNewAtoms`]; with `Some(n)`, at most `n` of them are
 /// created, and a body needing more is refused.
 pub fn decode<'a>(
     env: Env<'a>,
-    data: &[u8],
+    body: Binary<'a>,
     new_atoms: Option<usize>,
 ) -> Result<Decoded<'a>, DecodeError> {
+    let data = body.as_slice();
     let created_before = ATOMS_CREATED.load(Ordering::Acquire);
     let mut builder = TermBuilder {
         env,
+        body,
         new_atoms: 0,
         missing_atom: false,
     };
@@ -104,6 +111,8 @@ pub fn decode<'a>(
 
 struct TermBuilder<'a> {
     env: Env<'a>,
+    /// The body being decoded, for sub-binaries of it.
+    body: Binary<'a>,
     /// How many new atoms may still be created.
     new_atoms: usize,
     missing_atom: bool,
@@ -145,6 +154,17 @@ impl<'a> Builder for TermBuilder<'a> {
     }
 
     fn bytes(&mut self, v: &[u8]) -> Result<Term<'a>, DecodeError> {
+        if v.len() >= SUB_BINARY_MIN && v.len() >= self.body.len() / 4 {
+            let offset = (v.as_ptr() as usize).wrapping_sub(self.body.as_slice().as_ptr() as usize);
+            if offset
+                .checked_add(v.len())
+                .is_some_and(|end| end <= self.body.len())
+            {
+                if let Ok(sub) = self.body.make_subbinary(offset, v.len()) {
+                    return Ok(sub.to_term(self.env));
+                }
+            }
+        }
         let mut bin = NewBinary::new(self.env, v.len());
         bin.as_mut_slice().copy_from_slice(v);
         Ok(bin.into())

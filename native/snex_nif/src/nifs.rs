@@ -161,16 +161,16 @@ fn decode_body<'a>(env: Env<'a>, body: Binary<'a>, new_atoms: Option<usize>) -> 
     if body.len() > NORMAL_DECODE_MAX {
         return atoms::dirty().encode(env);
     }
-    decode_with(env, body.as_slice(), new_atoms)
+    decode_with(env, body, new_atoms)
 }
 
 /// [`decode_body`] on a dirty CPU scheduler, for bodies of any size.
 #[rustler::nif(schedule = "DirtyCpu")]
 fn decode_body_dirty<'a>(env: Env<'a>, body: Binary<'a>, new_atoms: Option<usize>) -> Term<'a> {
-    decode_with(env, body.as_slice(), new_atoms)
+    decode_with(env, body, new_atoms)
 }
 
-fn decode_with<'a>(env: Env<'a>, body: &[u8], new_atoms: Option<usize>) -> Term<'a> {
+fn decode_with<'a>(env: Env<'a>, body: Binary<'a>, new_atoms: Option<usize>) -> Term<'a> {
     match crate::decode::decode(env, body, new_atoms) {
         Ok(Decoded::Value(term)) => (atoms::ok(), term).encode(env),
         Ok(Decoded::NeedsNewAtoms) => atoms::new_atoms().encode(env),

@@ -8,7 +8,7 @@ use std::fs::File;
 use std::sync::Arc;
 
 use rustler::{Encoder, Env, OwnedBinary, OwnedEnv, Term};
-use snex_core::frame::{kind, Frame, FrameReader};
+use snex_core::frame::{kind, BodyBuffer, FrameOf, FrameReader};
 
 use crate::atoms;
 use crate::core::Core;
@@ -21,11 +21,30 @@ pub fn start(core: Arc<Core>, pipe: File) -> std::io::Result<()> {
     Ok(())
 }
 
+/// A frame body read straight into the binary that the receiving process gets.
+struct BinaryBody(OwnedBinary);
+
+impl BodyBuffer for BinaryBody {
+    fn with_len(len: usize) -> Self {
+        BinaryBody(OwnedBinary::new(len))
+    }
+
+    fn grow(&mut self, len: usize) {
+        self.0.realloc_or_copy(len);
+    }
+
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        self.0.as_mut_slice()
+    }
+}
+
+type Frame = FrameOf<BinaryBody>;
+
 fn read_loop(core: &Core, pipe: File) {
     let mut reader = FrameReader::new(pipe);
     let mut request_env = OwnedEnv::new();
     loop {
-        match reader.read_frame_of(|k| (kind::REPLY_OK..=kind::HELLO).contains(&k)) {
+        match reader.read_frame_into(|k| (kind::REPLY_OK..=kind::HELLO).contains(&k)) {
             Ok(Some(frame)) => {
                 // A bug here must not leave callers waiting forever: stop the interpreter, so
                 // that they get :call_failed.
@@ -77,7 +96,7 @@ fn reply(core: &Core, frame: Frame) -> Result<(), String> {
         return Ok(());
     };
     pending.demonitor(None);
-    let body = OwnedBinary::from_slice(&frame.body);
+    let body = frame.body.0;
     let outcome = if frame.kind == kind::REPLY_OK {
         atoms::ok()
     } else {
@@ -98,7 +117,7 @@ fn forward_request(core: &Core, frame: Frame, env: &mut OwnedEnv) -> Result<(), 
         kind::CAST => atoms::cast(),
         _ => atoms::send(),
     };
-    let body = OwnedBinary::from_slice(&frame.body);
+    let body = frame.body.0;
     let id = frame.id;
     let _ = env.send_and_clear(&core.owner, |env: Env| -> Term {
         (atoms::snex_request(), what, id, body.release(env)).encode(env)
