@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import ast
-from collections import OrderedDict
+import functools
 from types import CodeType
 from typing import Any
 
 RETURN_NAME = "__snex_return__"
-
-_CACHE_SIZE = 1024
-_cache: OrderedDict[tuple[str, str, int], CodeType] = OrderedDict()
-_hits = 0
-_misses = 0
 
 
 class SnexReturn(BaseException):
@@ -48,16 +43,9 @@ class _TopLevelReturns(ast.NodeTransformer):
         return ast.copy_location(ast.Raise(exc=call, cause=None), node)
 
 
+@functools.lru_cache(maxsize=1024)
 def compile_code(src: str, file: str, line: int) -> CodeType:
     """Compiles `src` (cached); its first line is reported as line ``max(line, 1)`` of `file`."""
-    global _hits, _misses
-    key = (src, file, line)
-    cached = _cache.get(key)
-    if cached is not None:
-        _hits += 1
-        _cache.move_to_end(key)
-        return cached
-    _misses += 1
     try:
         tree = ast.parse(src, filename=file, mode="exec")
     except SyntaxError as e:
@@ -71,12 +59,10 @@ def compile_code(src: str, file: str, line: int) -> CodeType:
     code: CodeType = compile(
         tree, file, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
     )
-    _cache[key] = code
-    if len(_cache) > _CACHE_SIZE:
-        _cache.popitem(last=False)
     return code
 
 
 def compile_cache_info() -> tuple[int, int]:
     """``(hits, misses)`` of the compile cache."""
-    return (_hits, _misses)
+    info = compile_code.cache_info()
+    return (info.hits, info.misses)
