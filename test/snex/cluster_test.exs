@@ -72,14 +72,15 @@ defmodule Snex.ClusterTest do
 
     {:ok, _} = :erpc.call(node, Cluster, :start_interpreter, [[name: :doomed_python]])
 
+    code = "import asyncio\nawait snex.send(me, 'pending')\nawait asyncio.sleep(30)"
+    me = self()
+
     task =
       Task.async(fn ->
-        Snex.pyeval({:doomed_python, node}, "import asyncio\nawait asyncio.sleep(30)",
-          timeout: :infinity
-        )
+        Snex.pyeval({:doomed_python, node}, code, %{"me" => me}, timeout: :infinity)
       end)
 
-    Process.sleep(300)
+    assert_receive "pending", 10_000
     :peer.stop(peer)
     assert {:error, %Error{code: :call_failed}} = Task.await(task, 10_000)
   end

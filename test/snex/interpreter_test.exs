@@ -184,15 +184,16 @@ defmodule Snex.InterpreterTest do
     end
 
     test "sync_start?: false: callers wait for the init script to finish" do
+      code =
+        "import asyncio\nawait snex.send(me, 'running')\nawait asyncio.sleep(0.3)\nready = True"
+
       {:ok, i} =
         start_supervised(
-          {Snex.Interpreter,
-           sync_start?: false,
-           init_script: "import asyncio\nawait asyncio.sleep(0.3)\nready = True"}
+          {Snex.Interpreter, sync_start?: false, init_script: {code, %{"me" => self()}}}
         )
 
-      # By now the init script is running (and awaiting); a call must not overtake it.
-      Process.sleep(100)
+      # The init script is running (and awaiting); a call must not overtake it.
+      assert_receive "running", 5_000
       assert {:ok, true} = Snex.pyeval(i, "return ready")
     end
 
@@ -237,10 +238,11 @@ defmodule Snex.InterpreterTest do
       {:ok, i} = Snex.Interpreter.start_link()
       os_pid = Snex.Interpreter.os_pid(i)
 
-      task =
-        Task.async(fn -> Snex.pyeval(i, "import time\ntime.sleep(1000)", timeout: :infinity) end)
+      code = "await snex.send(me, 'stuck')\nimport time\ntime.sleep(1000)"
+      me = self()
+      task = Task.async(fn -> Snex.pyeval(i, code, %{"me" => me}, timeout: :infinity) end)
 
-      Process.sleep(200)
+      assert_receive "stuck", 5_000
       :ok = Snex.Interpreter.stop(i)
       assert {:error, %Error{code: :call_failed, reason: :normal}} = Task.await(task)
       assert OSProcess.wait_gone(os_pid, 5_000)
@@ -270,12 +272,11 @@ defmodule Snex.InterpreterTest do
       {:ok, i} = Snex.Interpreter.start_link()
       os_pid = Snex.Interpreter.os_pid(i)
 
-      task =
-        Task.async(fn ->
-          Snex.pyeval(i, "import asyncio\nawait asyncio.sleep(100)", timeout: :infinity)
-        end)
+      code = "import asyncio\nawait snex.send(me, 'waiting')\nawait asyncio.sleep(100)"
+      me = self()
+      task = Task.async(fn -> Snex.pyeval(i, code, %{"me" => me}, timeout: :infinity) end)
 
-      Process.sleep(100)
+      assert_receive "waiting", 5_000
       System.cmd("kill", ["-9", to_string(os_pid)])
 
       expected = %Error{code: :interpreter_exited, reason: {:exit_status, 137}}
