@@ -1,14 +1,9 @@
 defmodule Snex.AtomsAndKeysTest do
   # Atoms of any Unicode text cross both ways; Python cannot fill the atom table; keys that
   # are different in Elixir but equal in Python are refused instead of silently merged.
-  use ExUnit.Case, async: true
+  use Snex.InterpreterCase, async: true
 
   alias Snex.Test.Cluster
-
-  setup_all do
-    {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
-    {:ok, interpreter: interpreter}
-  end
 
   describe "atoms beyond Latin-1" do
     test "cross from Elixir as snex.Atom equal to their text", %{interpreter: i} do

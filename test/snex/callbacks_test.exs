@@ -1,19 +1,9 @@
 defmodule Snex.CallbacksTest do
-  use ExUnit.Case, async: true
+  use Snex.InterpreterCase, async: true
   import ExUnit.CaptureLog
 
   alias Snex.Error
   alias Snex.Test.LogForwarder
-
-  setup_all do
-    {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
-    {:ok, interpreter: interpreter}
-  end
-
-  setup %{interpreter: i} do
-    {:ok, env} = Snex.make_env(i)
-    {:ok, env: env}
-  end
 
   def echo_self(value), do: {self(), value}
   def big_then_struct(n), do: Enum.to_list(1..n) ++ [%Snex.Test.Plain{}]

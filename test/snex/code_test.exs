@@ -1,18 +1,8 @@
 defmodule Snex.CodeTest do
-  use ExUnit.Case, async: true
+  use Snex.InterpreterCase, async: true
   import Snex.Sigils
 
   alias Snex.Error
-
-  setup_all do
-    {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
-    {:ok, interpreter: interpreter}
-  end
-
-  setup %{interpreter: i} do
-    {:ok, env} = Snex.make_env(i)
-    {:ok, env: env}
-  end
 
   test "Snex.Code.wrap" do
     assert %Snex.Code{src: "x", file: "<Snex.Code>", line: 0} = Snex.Code.wrap("x")

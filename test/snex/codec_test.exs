@@ -1,15 +1,5 @@
 defmodule Snex.CodecTest do
-  use ExUnit.Case, async: true
-
-  setup_all do
-    {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
-    {:ok, interpreter: interpreter}
-  end
-
-  setup %{interpreter: interpreter} do
-    {:ok, env} = Snex.make_env(interpreter)
-    {:ok, env: env}
-  end
+  use Snex.InterpreterCase, async: true
 
   defp roundtrip(env, value), do: Snex.pyeval(env, "return v", %{"v" => value})
 

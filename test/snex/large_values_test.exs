@@ -2,17 +2,7 @@ defmodule Snex.LargeValuesTest do
   # Values past every fast path (maps over 32 keys are hash maps in the BEAM, big sets, deep
   # and wide structures) cross from Python in each direction it can send them: as a result,
   # as `snex.call` arguments and as `snex.send` messages.
-  use ExUnit.Case, async: true
-
-  setup_all do
-    {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
-    {:ok, interpreter: interpreter}
-  end
-
-  setup %{interpreter: i} do
-    {:ok, env} = Snex.make_env(i)
-    {:ok, env: env}
-  end
+  use Snex.InterpreterCase, async: true
 
   def echo(value), do: value
 

@@ -1,17 +1,7 @@
 defmodule Snex.PyevalTest do
-  use ExUnit.Case, async: true
+  use Snex.InterpreterCase, async: true
 
   alias Snex.Error
-
-  setup_all do
-    {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
-    {:ok, interpreter: interpreter}
-  end
-
-  setup %{interpreter: interpreter} do
-    {:ok, env} = Snex.make_env(interpreter)
-    {:ok, env: env}
-  end
 
   describe "return values" do
     test "top-level return gives the value", %{env: env} do

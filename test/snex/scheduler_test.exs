@@ -2,17 +2,12 @@ defmodule Snex.SchedulerTest do
   # No call may hold a normal scheduler for long, whatever the data. The system monitor is
   # turned on by a separate process: the BEAM does not report long schedules of the monitoring
   # process itself. It is global to the node: not async.
-  use ExUnit.Case, async: false
+  use Snex.InterpreterCase, async: false
 
   @moduletag timeout: 300_000
 
   # Milliseconds; the rule is about 1 ms, the margin is for a noisy 2-core machine.
   @threshold 5
-
-  setup_all do
-    {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
-    {:ok, interpreter: interpreter}
-  end
 
   # {name, build the input, Python code, expected result}. Inputs are built before monitoring.
   @cases [

@@ -1,18 +1,8 @@
 defmodule Snex.SerdeTest do
-  use ExUnit.Case, async: true
+  use Snex.InterpreterCase, async: true
 
   alias Snex.{Error, Serde}
   alias Snex.Test.{AsItself, Money, Plain}
-
-  setup_all do
-    {:ok, interpreter} = start_supervised({Snex.Interpreter, []})
-    {:ok, interpreter: interpreter}
-  end
-
-  setup %{interpreter: i} do
-    {:ok, env} = Snex.make_env(i)
-    {:ok, env: env}
-  end
 
   defp type_of(env, value, opts \\ []),
     do: Snex.pyeval(env, "return type(v).__name__", %{"v" => value}, encoding_opts: opts)
