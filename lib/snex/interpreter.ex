@@ -409,6 +409,15 @@ defmodule Snex.Interpreter do
       {:error, {:encode_error, message}} ->
         {:error, Snex.Error.new(:encode_error, message)}
 
+      {:error, :closed} ->
+        # Python exited before the init script could be sent (a wrapper that failed at once):
+        # its exit status is on its way.
+        receive do
+          {:snex_exit, status} -> {:error, exited(status)}
+        after
+          5_000 -> {:error, Snex.Error.new(:internal_error, :closed)}
+        end
+
       {:error, reason} ->
         {:error, Snex.Error.new(:internal_error, reason)}
     end

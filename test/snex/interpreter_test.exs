@@ -220,6 +220,17 @@ defmodule Snex.InterpreterTest do
   end
 
   describe "lifecycle" do
+    test "a program that exits at once always gives its exit status from start_link" do
+      # The exit may come before or after the init script is submitted: both are reported as
+      # the exit, never as an internal error.
+      Process.flag(:trap_exit, true)
+
+      for _ <- 1..30 do
+        assert {:error, %Error{code: :interpreter_exited, reason: {:exit_status, 1}}} =
+                 Snex.Interpreter.start_link(python: "false")
+      end
+    end
+
     test "os_pid is the Python process" do
       {:ok, i} = start_supervised(Snex.Interpreter)
       os_pid = Snex.Interpreter.os_pid(i)
