@@ -190,6 +190,45 @@ defmodule Snex do
         "bad arguments to Snex.pyeval: code=#{inspect(code)}, vars=#{inspect(vars)}, opts=#{inspect(opts)}"
       )
 
+  @doc """
+  A lazy `Stream` over what `code` returns: a generator, an async generator, or any (async)
+  iterable.
+
+      Snex.stream(interpreter, "return (i * i for i in range(10**9))") |> Enum.take(3)
+      #=> [0, 1, 4]
+
+  The code runs in an environment of the stream's own: a copy of `env` (or of the root
+  environment of an interpreter), with `vars` set. Items are produced on demand, `:batch_size`
+  at a time (default 500; one request per batch), so Python never runs more than one batch
+  ahead of the consumer. Halting the stream early (`Enum.take/2`, an exception in the
+  consumer) closes the generator in Python (its `finally` runs, `aclose()` for async
+  generators); so does the consuming process dying. An exception raised by the generator
+  raises `Snex.Error` in the consumer, after the items produced before it.
+
+  Options: `:batch_size`, `:timeout` (per batch, default 5 000 ms), `:encoding_opts`.
+  """
+  @spec stream(interpreter() | Env.t(), code(), vars(), keyword()) :: Enumerable.t()
+  def stream(target, code, vars \\ %{}, opts \\ []) do
+    check_vars!(vars)
+    Snex.Stream.stream(target, code, vars, opts)
+  end
+
+  @doc """
+  Calls the Python function `function` of module `module` (a dotted module path, imported once
+  per interpreter) with `args`, awaiting it if it returns an awaitable.
+
+      {:ok, 3.0} = Snex.call(interpreter, "math", "sqrt", [9])
+      {:ok, "a-b"} = Snex.call(interpreter, "operator", "concat", ["a-", "b"])
+      {:ok, 8} = Snex.call(interpreter, "builtins", "pow", [2, 3])
+
+  Options: `:kwargs` (a map or keyword list of keyword arguments), `:timeout`,
+  `:encoding_opts`; errors as `pyeval/4`. On an env, the env is left as it was.
+  """
+  @spec call(interpreter() | Env.t(), String.t(), String.t(), list(), keyword()) ::
+          {:ok, term()} | {:error, Error.t()}
+  def call(target, module, function, args \\ [], opts \\ []),
+    do: Snex.DirectCall.call(target, module, function, args, opts)
+
   ## Helpers
 
   defp code_parts!(nil), do: {nil, "<Snex.Code>", 0}

@@ -3,7 +3,7 @@
 Every environment has this package as ``snex`` and its module proxy as ``Elixir``.
 """
 
-from . import code, runner
+from . import code, direct, runner, streams
 from .codec import set_custom_encoder
 from .interface import call, cast, send
 from .logging_handler import LoggingHandler
@@ -24,9 +24,11 @@ __all__ = [
     "cast",
     "code",
     "connect",
+    "direct",
     "io_loop_for_connection",
     "runner",
     "send",
     "serve",
     "set_custom_encoder",
+    "streams",
 ]

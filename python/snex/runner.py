@@ -18,7 +18,7 @@ import traceback
 from types import CodeType, TracebackType
 from typing import Any, Protocol
 
-from . import codec, eager
+from . import codec, eager, streams
 from .code import RETURN_NAME, SnexReturn, compile_code
 from .types import Atom, ElixirError, EncodeError
 
@@ -259,7 +259,9 @@ class Connection:
         elif kind == MAKE_ENV:
             self._make_env(req_id, body)
         elif kind == DESTROY_ENV:
-            self.envs.pop(req_id, None)
+            env = self.envs.pop(req_id, None)
+            if env is not None:
+                streams.discard(env)
         elif kind == CANCEL:
             task = self.tasks.get(req_id)
             if task is not None:

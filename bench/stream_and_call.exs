@@ -1,0 +1,59 @@
+# Snex.stream against one pyeval returning the whole list, and Snex.call against the
+# equivalent pyeval.
+#
+#     MIX_ENV=prod mix run bench/stream_and_call.exs
+Code.require_file("bench_helper.exs", __DIR__)
+alias Snex.Bench
+
+{:ok, i} = Snex.Interpreter.start_link()
+n = 1_000_000
+opts = [timeout: 120_000]
+
+time = fn fun ->
+  t0 = System.monotonic_time(:microsecond)
+  fun.()
+  (System.monotonic_time(:microsecond) - t0) / 1_000_000
+end
+
+IO.puts("Items per second over range(#{n}) (median of 3 runs):")
+
+whole =
+  Enum.map(1..3, fn _ ->
+    time.(fn ->
+      {:ok, list} = Snex.pyeval(i, "return list(range(n))", %{"n" => n}, opts)
+      ^n = length(list)
+    end)
+  end)
+  |> Enum.sort()
+  |> Enum.at(1)
+
+IO.puts("  pyeval, the whole list:   #{round(n / whole)} items/s")
+
+for batch <- [100, 1_000, 10_000] do
+  t =
+    Enum.map(1..3, fn _ ->
+      time.(fn ->
+        ^n =
+          Snex.stream(i, "return iter(range(n))", %{"n" => n}, [batch_size: batch] ++ opts)
+          |> Enum.count()
+      end)
+    end)
+    |> Enum.sort()
+    |> Enum.at(1)
+
+  IO.puts(
+    "  Snex.stream, batch #{String.pad_leading(Integer.to_string(batch), 6)}: #{round(n / t)} items/s (#{Float.round(whole / t, 2)}x the whole list)"
+  )
+end
+
+IO.puts("\nLatency, µs (median of 3 000):")
+{:ok, env} = Snex.make_env(i, %{}, [])
+{:ok, nil} = Snex.pyeval(env, "import math")
+Bench.sample(500, fn -> Snex.call(env, "math", "sqrt", [4]) end)
+call = Bench.sample(3_000, fn -> {:ok, 2.0} = Snex.call(env, "math", "sqrt", [4]) end)
+
+eval =
+  Bench.sample(3_000, fn -> {:ok, 2.0} = Snex.pyeval(env, "return math.sqrt(x)", %{"x" => 4}) end)
+
+IO.puts("  Snex.call(env, \"math\", \"sqrt\", [4]):     #{Float.round(Bench.median(call), 1)}")
+IO.puts("  Snex.pyeval(env, \"return math.sqrt(x)\"): #{Float.round(Bench.median(eval), 1)}")

@@ -1,0 +1,104 @@
+"""The Python side of ``Snex.stream``: what the code returns (a generator, an async generator,
+or any iterable) is kept in the stream's own environment and read in batches on demand."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+from .code import SnexReturn, compile_code
+
+_KEY = "__snex_stream__"
+
+
+class _Stream:
+    """An iterator being read by Elixir, and an error to raise once the items read before it
+    have been delivered."""
+
+    def __init__(self, value: Any) -> None:
+        if hasattr(value, "__aiter__"):
+            self.aiter: AsyncIterator[Any] | None = value.__aiter__()
+            self.iter: Iterator[Any] | None = None
+        elif hasattr(value, "__iter__"):
+            self.aiter = None
+            self.iter = iter(value)
+        else:
+            raise TypeError(
+                f"Snex.stream: the code returned {type(value).__name__!r}, which is not an "
+                "iterable or async iterable"
+            )
+        self.error: BaseException | None = None
+
+
+async def open_stream(env: dict[str, Any], src: str, file: str, line: int) -> None:
+    """Runs `src` in `env` and keeps the iterable it returns for `next_batch`."""
+    code = compile_code(src, file, line)
+    value: Any = None
+    try:
+        result = eval(code, env)  # noqa: S307 - running the caller's code is the point
+        if inspect.iscoroutine(result):
+            await result
+    except SnexReturn as r:
+        value = r.value
+    env[_KEY] = _Stream(value)
+
+
+async def next_batch(env: dict[str, Any], size: int) -> tuple[list[Any], bool]:
+    """Up to `size` items, and whether the iterable is exhausted. An error raised after some
+    items of the batch is raised by the next call, so that those items are delivered first."""
+    stream: _Stream = env[_KEY]
+    if stream.error is not None:
+        error, stream.error = stream.error, None
+        raise error
+    items: list[Any] = []
+    try:
+        while len(items) < size:
+            if stream.aiter is not None:
+                items.append(await stream.aiter.__anext__())
+            else:
+                assert stream.iter is not None
+                items.append(next(stream.iter))
+    except (StopIteration, StopAsyncIteration):
+        return items, True
+    except Exception as e:
+        if not items:
+            raise
+        stream.error = e
+    return items, False
+
+
+def discard(env: dict[str, Any]) -> None:
+    """Closes the stream of an environment being destroyed (its consumer is gone), if any: the
+    generator's frame refers to the environment, so dropping the environment alone would leave
+    the generator to Python's cycle collector, with its ``finally`` run late or never."""
+    stream: _Stream | None = env.pop(_KEY, None)
+    if stream is None:
+        return
+    if stream.aiter is not None:
+        aclose = getattr(stream.aiter, "aclose", None)
+        if aclose is not None:
+            asyncio.get_running_loop().create_task(aclose())
+    else:
+        close = getattr(stream.iter, "close", None)
+        if close is not None:
+            # Nobody is left to report an error of the generator's own cleanup to.
+            with contextlib.suppress(Exception):
+                close()
+
+
+async def close_stream(env: dict[str, Any]) -> None:
+    """Closes the iterable (its ``finally`` blocks run) and forgets it."""
+    stream: _Stream | None = env.pop(_KEY, None)
+    if stream is None:
+        return
+    if stream.aiter is not None:
+        aclose = getattr(stream.aiter, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    else:
+        close = getattr(stream.iter, "close", None)
+        if close is not None:
+            close()
