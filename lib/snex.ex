@@ -199,7 +199,7 @@ defmodule Snex do
 
   The code runs in an environment of the stream's own: a copy of `env` (or of the root
   environment of an interpreter), with `vars` set. Items are produced on demand, `:batch_size`
-  at a time (default 500; one request per batch), so Python never runs more than one batch
+  at a time (default 1 000; one request per batch), so Python never runs more than one batch
   ahead of the consumer. Halting the stream early (`Enum.take/2`, an exception in the
   consumer) closes the generator in Python (its `finally` runs, `aclose()` for async
   generators); so does the consuming process dying. An exception raised by the generator
