@@ -63,12 +63,20 @@ defmodule Snex.SchedulerTest do
     assert [_ | _] = long_schedules(fn -> List.to_tuple(list) end)
   end
 
+  # Runs `fun` and fails if Snex code held a scheduler for more than `max_ms`. A report in one
+  # run may be the OS taking the scheduler's thread away on a loaded machine, so `fun` runs a
+  # second time and only a report in both runs fails (the problems this guards against, work
+  # proportional to the data on a normal scheduler, happen on every run).
   defp assert_no_long_schedules(max_ms \\ @threshold, fun) do
-    reports =
+    snex_reports = fn ->
       long_schedules(fun)
       |> Enum.filter(&(snex_report?(&1) and Keyword.fetch!(&1, :timeout) > max_ms))
+    end
 
-    assert reports == [], "long schedules in Snex code: #{inspect(reports, pretty: true)}"
+    with [_ | _] <- snex_reports.() do
+      reports = snex_reports.()
+      assert reports == [], "long schedules in Snex code: #{inspect(reports, pretty: true)}"
+    end
   end
 
   # Runs `fun` in this process while another process monitors long schedules of all
