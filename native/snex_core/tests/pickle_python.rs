@@ -1,6 +1,7 @@
-//! The pickle codec against a real Python (`python3`, or `$SNEX_TEST_PYTHON`) with a stub
-//! `snex` package: what [`PickleWriter`] writes must load in Python as expected, and what
-//! Python's pickler (with Snex's `reducer_override`) writes must decode as expected.
+//! The pickle codec against a real Python (`python3`, or `$SNEX_TEST_PYTHON`) running the
+//! repository's `snex` package: what [`PickleWriter`] writes must load with the production
+//! `snex.codec.decode` as expected, and what the production `snex.codec.encode` writes must
+//! decode as expected.
 
 mod wire_support;
 
@@ -68,11 +69,6 @@ fn writer_cases() -> Vec<W> {
         W::Atom("with space é".into()),
         W::DistinctAtom("ok".into()),
         W::Term(vec![131, 100, 0, 1, b'x']),
-        W::Object(
-            Box::new(W::Atom("Elixir.Mod".into())),
-            Box::new(s("name")),
-            Box::new(W::List(vec![W::Int(1)])),
-        ),
         W::List(vec![]),
         W::List(vec![W::Int(1), s("a"), W::List(vec![W::None])]),
         W::Tuple(vec![]),
@@ -122,6 +118,67 @@ fn python_loads_what_the_writer_writes() {
             format!("{case:?}").chars().take(200).collect::<String>()
         );
     }
+}
+
+fn object(module: &str, name: &str, args: Vec<W>) -> W {
+    W::Object(
+        Box::new(s(module)),
+        Box::new(s(name)),
+        Box::new(W::List(args)),
+    )
+}
+
+#[test]
+fn python_makes_the_objects_the_writer_names() {
+    let py = Python::new();
+    let fraction = |n| object("fractions", "Fraction", vec![W::Int(n), W::Int(3)]);
+    // Several objects in one pickle (later ones fetch the memoised global), dotted names,
+    // arguments of any kind.
+    let several = pickle(&W::List(vec![
+        fraction(1),
+        fraction(2),
+        object(
+            "datetime",
+            "date",
+            vec![W::Int(2024), W::Int(1), W::Int(31)],
+        ),
+        object("datetime", "date.fromisoformat", vec![s("2024-01-31")]),
+        object(
+            "builtins",
+            "tuple",
+            vec![W::List(vec![W::Atom("ok".into()), W::Term(vec![1])])],
+        ),
+    ]));
+    let global = b"make_object";
+    assert_eq!(
+        several
+            .windows(global.len())
+            .filter(|w| w == global)
+            .count(),
+        1
+    );
+    let answers = py.loads(&[
+        ("v", pickle(&fraction(1))),
+        ("v", several),
+        ("v", pickle(&object("no_such_module_for_snex", "x", vec![]))),
+        ("v", pickle(&object("fractions", "NoSuchName", vec![]))),
+    ]);
+    assert_eq!(answers[0], "Fraction(1, 3)");
+    assert_eq!(
+        answers[1],
+        "[Fraction(1, 3), Fraction(2, 3), datetime.date(2024, 1, 31), \
+         datetime.date(2024, 1, 31), (Atom('ok'), Term(b'\\x01'))]"
+    );
+    assert!(
+        answers[2].starts_with("ERR ModuleNotFoundError: No module named 'no_such_module"),
+        "{}",
+        answers[2]
+    );
+    assert!(
+        answers[3].starts_with("ERR AttributeError:") && answers[3].contains("NoSuchName"),
+        "{}",
+        answers[3]
+    );
 }
 
 #[test]
@@ -253,7 +310,24 @@ fn decode_cases() -> Vec<(&'static str, TestValue)> {
         ("snex.DistinctAtom('ok')", T::Atom("ok".into())),
         ("snex.Term(b'\\x83a\\x01')", T::Term(vec![131, 97, 1])),
         ("Color.RED", T::Int(1)),
+        ("Color.BIG", T::BigInt(vec![0, 0, 0, 0, 0, 0, 0, 0, 0x40])),
         ("Point(1, 'a')", T::Tuple(vec![T::Int(1), st("a")])),
+        // Subclasses of built-in types travel as their base type; memoryviews as bytes.
+        ("Name('n')", st("n")),
+        ("Ratio(0.5)", T::Float(0.5)),
+        ("memoryview(b'mv')", T::Bytes(b"mv".to_vec())),
+        (
+            "collections.OrderedDict(a=1)",
+            T::Map(vec![(st("a"), T::Int(1))]),
+        ),
+        (
+            "collections.Counter('aa')",
+            T::Map(vec![(st("a"), T::Int(2))]),
+        ),
+        (
+            "collections.defaultdict(list, {1: [Name('x')]})",
+            T::Map(vec![(T::Int(1), T::List(vec![st("x")]))]),
+        ),
         (
             "{'a': 1, 2: [3]}",
             T::Map(vec![
@@ -424,17 +498,46 @@ fn refuses_recursive_structures() {
 
 #[test]
 fn refuses_other_globals() {
+    // The production encoder never writes them (see the next test); Python's standard
+    // pickler stands for a peer that does.
     let py = Python::new();
     let exprs = [
-        "pickle.dumps(print, protocol=5) and print",
-        "collections.OrderedDict(a=1)",
-        "1j",
-        "range(3)",
+        "pickle.dumps(print, protocol=5)",
+        "pickle.dumps(collections.OrderedDict(a=1), protocol=5)",
+        "pickle.dumps(1j, protocol=5)",
+        "pickle.dumps(range(3), protocol=5)",
+        "pickle.dumps(Color.RED, protocol=5)",
     ];
-    for (expr, result) in exprs.iter().zip(py.dumps(&exprs)) {
-        let (data, _) = result.unwrap();
+    for (expr, data) in exprs.iter().zip(py.raw(&exprs)) {
         let err = decode(&data).expect_err(expr);
         assert!(err.to_string().contains("pickle opcode"), "{expr}: {err}");
+        assert!(snex_core::pickle::validate(&data).is_err(), "{expr}");
+    }
+}
+
+#[test]
+fn the_encoder_refuses_what_has_no_elixir_form() {
+    let py = Python::new();
+    let exprs = [
+        "print",
+        "1j",
+        "range(3)",
+        "[1, Opaque()]",
+        "{'k': fractions.Fraction(1, 3)}",
+    ];
+    let expected = [
+        "builtin_function_or_method",
+        "complex",
+        "range",
+        "__main__.Opaque",
+        "fractions.Fraction",
+    ];
+    for ((expr, result), type_name) in exprs.iter().zip(py.dumps(&exprs)).zip(expected) {
+        let line = result.expect_err(expr);
+        assert!(
+            line.starts_with("ERR EncodeError: ") && line.contains(type_name),
+            "{expr}: {line}"
+        );
     }
 }
 

@@ -1,6 +1,6 @@
 //! Helpers shared by the wire format tests: a test [`Builder`], values to write, canonical
-//! renderings that Python can produce too, a Python harness with a stub `snex` package, a
-//! PRNG and an allocation tracker.
+//! renderings that Python can produce too, a harness that runs the repository's `snex` package
+//! (its production codec), a PRNG and an allocation tracker.
 
 #![allow(dead_code)]
 
@@ -8,9 +8,8 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use snex_core::pickle::{Builder, DecodeError, ExternalKind, PickleWriter};
 
@@ -91,7 +90,7 @@ pub fn decode(data: &[u8]) -> Result<TestValue, DecodeError> {
     snex_core::pickle::decode(data, &mut TestBuilder::default())
 }
 
-/// The canonical rendering of a decoded value (see `canon` in [`HARNESS`]).
+/// The canonical rendering of a decoded value (see `canon` in `harness.py`).
 pub fn canon(v: &TestValue) -> String {
     let mut out = String::new();
     canon_into(v, &mut out);
@@ -213,7 +212,7 @@ pub enum W {
     DistinctAtom(String),
     /// `snex.Term(etf)`.
     Term(Vec<u8>),
-    /// `snex._wire.make_object(m, n, args)`.
+    /// `snex._wire.make_object(m, n, args)`: in Python, `m.n(*args)` (`Snex.Serde.object/3`).
     Object(Box<W>, Box<W>, Box<W>),
     List(Vec<W>),
     Tuple(Vec<W>),
@@ -292,8 +291,8 @@ pub fn pickle(v: &W) -> Vec<u8> {
     w.finish().to_vec()
 }
 
-/// Canonical rendering of a written value as Python sees it after `pickle.loads`
-/// (`exact`, as in `canon(v, True)` of [`HARNESS`]), or as it comes back to Elixir after a
+/// Canonical rendering of a written value as Python sees it after `snex.codec.decode`
+/// (`exact`, as in `canon(v, True)` of `harness.py`), or as it comes back to Elixir after a
 /// round trip through Python (not `exact`).
 pub fn canon_w(v: &W, exact: bool) -> String {
     let mut out = String::new();
@@ -332,10 +331,8 @@ fn canon_w_into(v: &W, exact: bool, out: &mut String) {
         W::Atom(a) => hex_into('a', a.as_bytes(), out),
         W::DistinctAtom(a) => hex_into(if exact { 'A' } else { 'a' }, a.as_bytes(), out),
         W::Term(t) => hex_into('t', t, out),
-        W::Object(m, n, args) => {
-            out.push('o');
-            seq_into('(', ')', [c(m), c(n), c(args)].into_iter(), out);
-        }
+        // Python makes the real object (`module.name(*args)`): check it with an expression.
+        W::Object(..) => panic!("objects have no canonical rendering; check them by expression"),
         W::List(items) => seq_into('[', ']', items.iter().map(c), out),
         W::Tuple(items) => seq_into('(', ')', items.iter().map(c), out),
         W::Dict(pairs) => seq_into(
@@ -352,221 +349,42 @@ fn canon_w_into(v: &W, exact: bool, out: &mut String) {
 // ---------------------------------------------------------------------------------------------
 // Python
 
-/// The stub `snex` package and the harness script, written to a temporary directory.
+/// The harness (`harness.py` next to this file), run with the repository's production `snex`
+/// package (`python/`): Python encodes with `snex.codec.encode` and decodes with
+/// `snex.codec.decode`. The interpreter is `$SNEX_TEST_PYTHON`, else `python3`.
 pub struct Python {
-    dir: PathBuf,
+    harness: PathBuf,
+    package_dir: PathBuf,
 }
 
-const STUB_INIT: &str = r#"
-class Atom(str):
-    __slots__ = ()
-    def __repr__(self):
-        return "%s(%s)" % (type(self).__name__, str.__repr__(self))
-
-class DistinctAtom(Atom):
-    __slots__ = ()
-
-class Term:
-    __slots__ = ("etf",)
-    def __init__(self, etf):
-        self.etf = bytes(etf)
-    def __repr__(self):
-        return "Term(%r)" % (self.etf,)
-"#;
-
-const STUB_WIRE: &str = r#"
-from . import Atom, Term
-
-class Obj:
-    def __init__(self, m, n, args):
-        self.m, self.n, self.args = m, n, args
-
-def atom(name):
-    return Atom(name)
-
-def term(etf):
-    return Term(etf)
-
-def value(v):
-    return v
-
-def make_object(m, n, args):
-    return Obj(m, n, args)
-"#;
-
-/// The harness. Modes (argv[1]):
-/// * `loads`: stdin has records `(u32 BE len, expr utf-8, u32 BE len, pickle)`; for each,
-///   `v = pickle.loads(pickle)` and one line: `canon(v, True)` if expr is empty, else
-///   `repr(eval(expr))`, or `ERR <exception>`.
-/// * `dumps`: stdin has one Python expression per line; for each, one line:
-///   `<hex of the pickle> <canon(value, False)>` (`?` for values `canon` cannot render) or
-///   `ERR <exception>`.
-/// * `roundtrip`: like `loads` (without expr) but answers `<hex of dumps(loads(p))>`.
-pub const HARNESS: &str = r#"
-import io, pickle, random, struct, sys, collections, enum
-import snex
-from snex import _wire
-
-class Pickler(pickle.Pickler):
-    def reducer_override(self, obj):
-        t = type(obj)
-        if isinstance(obj, snex.Atom):
-            return (_wire.atom, (str(obj),))
-        if t is snex.Term:
-            return (_wire.term, (obj.etf,))
-        if t is not bool and t is not int and isinstance(obj, int):
-            return (_wire.value, (int(obj),))
-        if t is not tuple and isinstance(obj, tuple):
-            return (_wire.value, (tuple(obj),))
-        return NotImplemented
-
-def dumps(v):
-    f = io.BytesIO()
-    Pickler(f, protocol=5).dump(v)
-    return f.getvalue()
-
-def canon(o, exact):
-    c = lambda x: canon(x, exact)
-    if o is None: return "N"
-    if o is True: return "T"
-    if o is False: return "F"
-    if isinstance(o, snex.Atom):
-        tag = "A" if exact and isinstance(o, snex.DistinctAtom) else "a"
-        return tag + str(o).encode().hex()
-    if isinstance(o, snex.Term): return "t" + o.etf.hex()
-    if isinstance(o, _wire.Obj): return "o" + c((o.m, o.n, o.args))
-    if isinstance(o, int): return "i" + str(int(o))
-    if isinstance(o, float): return "f" + struct.pack(">d", o).hex()
-    if isinstance(o, str): return "s" + o.encode("utf-8", "surrogatepass").hex()
-    if isinstance(o, bytearray): return ("y" if exact else "b") + bytes(o).hex()
-    if isinstance(o, bytes): return "b" + o.hex()
-    if isinstance(o, list): return "[" + ",".join(map(c, o)) + "]"
-    if isinstance(o, tuple): return "(" + ",".join(map(c, o)) + ")"
-    if isinstance(o, dict): return "{" + ",".join(c(k) + ":" + c(v) for k, v in o.items()) + "}"
-    if isinstance(o, (set, frozenset)):
-        prefix = "F" if exact and isinstance(o, frozenset) else ""
-        return prefix + "<" + ",".join(sorted(set(map(c, o)))) + ">"
-    raise TypeError("cannot canon %r" % type(o))
-
-# Helpers for expressions.
-class Color(enum.IntEnum):
-    RED = 1
-    BIG = 2 ** 70
-Point = collections.namedtuple("Point", "x y")
-
-def rec_list():
-    l = [1]
-    l.append(l)
-    return l
-
-def rec_dict():
-    d = {"a": 1}
-    d["self"] = [d]
-    return d
-
-def rec_tuple():
-    l = []
-    t = (l,)
-    l.append(t)
-    return t
-
-def rand_value(seed, depth=0, rng=None):
-    rng = rng or random.Random(seed)
-    kinds = ["none", "bool", "int", "big", "float", "str", "bytes", "bytearray", "atom", "term"]
-    if depth < 4:
-        kinds += ["list", "tuple", "dict", "set", "frozenset", "shared"] * 2
-    k = rng.choice(kinds)
-    if k == "none": return None
-    if k == "bool": return rng.random() < 0.5
-    if k == "int": return rng.choice([0, 1, 255, 256, 65535, 65536, -1, -2**31, 2**31, -2**63, 2**63 - 1, rng.randint(-2**40, 2**40)])
-    if k == "big": return rng.choice([1, -1]) * rng.getrandbits(rng.randint(64, 3000))
-    if k == "float": return rng.choice([0.0, -0.0, 1.5, float("inf"), float("-inf"), float("nan"), rng.uniform(-1e300, 1e300)])
-    if k == "str": return rng.choice(["", "a", "héllo", "日本", "x" * rng.randint(0, 300)])
-    if k == "bytes": return bytes(rng.getrandbits(8) for _ in range(rng.randint(0, 40)))
-    if k == "bytearray": return bytearray(rng.getrandbits(8) for _ in range(rng.randint(0, 5)))
-    if k == "atom": return snex.Atom(rng.choice(["ok", "error", "x" * rng.randint(1, 10)]))
-    if k == "term": return snex.Term(bytes([131, 97, rng.randint(0, 255)]))
-    n = rng.randint(0, 6)
-    sub = lambda: rand_value(seed, depth + 1, rng)
-    if k == "list": return [sub() for _ in range(n)]
-    if k == "tuple": return tuple(sub() for _ in range(n))
-    if k == "dict": return {("k%d" % i) if rng.random() < 0.7 else i: sub() for i in range(n)}
-    if k == "set": return {("s%d" % i) if rng.random() < 0.5 else (i, "t") for i in range(n)}
-    if k == "frozenset": return frozenset(rng.randint(0, 1000) for _ in range(n))
-    if k == "shared":
-        x = sub()
-        return [x, (x, x), {"k": x}]
-
-def read_exact(n):
-    data = sys.stdin.buffer.read(n)
-    if len(data) != n:
-        raise EOFError
-    return data
-
-def read_record():
-    head = sys.stdin.buffer.read(4)
-    if not head:
-        return None
-    return read_exact(struct.unpack(">I", head)[0])
-
-def main():
-    mode = sys.argv[1]
-    out = sys.stdout
-    if mode == "dumps":
-        ns = dict(globals())
-        for line in sys.stdin.read().splitlines():
-            try:
-                v = eval(line, ns)
-                data = dumps(v)
-                try:
-                    c = canon(v, False)
-                except (TypeError, RecursionError):
-                    c = "?"
-                out.write(data.hex() + " " + c + "\n")
-            except Exception as e:
-                out.write("ERR %s\n" % (e,))
-        return
-    while True:
-        expr = read_record()
-        if expr is None:
-            break
-        data = read_record()
-        try:
-            v = pickle.loads(data)
-            if mode == "roundtrip":
-                out.write(dumps(v).hex() + "\n")
-            elif expr:
-                out.write(repr(eval(expr.decode(), dict(globals(), v=v))) + "\n")
-            else:
-                out.write(canon(v, True) + "\n")
-        except Exception as e:
-            out.write("ERR %s: %s\n" % (type(e).__name__, str(e).replace("\n", " ")))
-
-main()
-"#;
-
 impl Python {
-    /// Writes the stub package and harness into a fresh temporary directory.
+    /// Finds the harness and the repository's `python/` directory.
     pub fn new() -> Python {
-        static COUNTER: AtomicUsize = AtomicUsize::new(0);
-        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-        let dir =
-            std::env::temp_dir().join(format!("snex_core_pickle_test_{}_{n}", std::process::id()));
-        std::fs::create_dir_all(dir.join("snex")).unwrap();
-        std::fs::write(dir.join("snex/__init__.py"), STUB_INIT).unwrap();
-        std::fs::write(dir.join("snex/_wire.py"), STUB_WIRE).unwrap();
-        std::fs::write(dir.join("harness.py"), HARNESS).unwrap();
-        Python { dir }
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let package_dir = manifest
+            .join("../../python")
+            .canonicalize()
+            .expect("the repository's python/ directory");
+        assert!(
+            package_dir.join("snex/codec.py").is_file(),
+            "no snex package in {}",
+            package_dir.display()
+        );
+        Python {
+            harness: manifest.join("tests/wire_support/harness.py"),
+            package_dir,
+        }
     }
 
     /// Runs the harness in `mode` with `input` on stdin; returns its stdout lines.
     pub fn run(&self, mode: &str, input: Vec<u8>) -> Vec<String> {
         let python = std::env::var("SNEX_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
         let mut child = Command::new(&python)
-            .arg(self.dir.join("harness.py"))
+            // -B: no __pycache__ in the repository's python/.
+            .arg("-B")
+            .arg(&self.harness)
             .arg(mode)
-            .env("PYTHONPATH", &self.dir)
-            .env("PYTHONDONTWRITEBYTECODE", "1")
+            .arg(&self.package_dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .spawn()
@@ -587,15 +405,16 @@ impl Python {
         out.lines().map(str::to_string).collect()
     }
 
-    /// `pickle.loads` each pickle in Python; each answer is `canon(v, True)` when the
-    /// expression is empty, else `repr(eval(expr))` with the value as `v`.
+    /// `snex.codec.decode` each pickle in Python; each answer is `canon(v, True)` when the
+    /// expression is empty, else `repr(eval(expr))` with the value as `v`, or
+    /// `ERR <exception type>: <message>`.
     pub fn loads(&self, cases: &[(&str, Vec<u8>)]) -> Vec<String> {
         let lines = self.run("loads", records(cases));
         assert_eq!(lines.len(), cases.len());
         lines
     }
 
-    /// `pickle.loads` then `dumps` (with the reducer override) each pickle in Python.
+    /// `snex.codec.decode` then `snex.codec.encode` each pickle in Python.
     pub fn roundtrip(&self, pickles: &[Vec<u8>]) -> Vec<Vec<u8>> {
         let cases: Vec<(&str, Vec<u8>)> = pickles.iter().map(|p| ("", p.clone())).collect();
         let lines = self.run("roundtrip", records(&cases));
@@ -606,28 +425,36 @@ impl Python {
             .collect()
     }
 
-    /// Evaluates each expression in Python and pickles it; returns `(pickle, canon)` or the
-    /// error line.
+    /// Evaluates each expression in Python and encodes it with `snex.codec.encode`; returns
+    /// `(pickle, canon)` or the error line (`ERR <exception type>: <message>`).
     pub fn dumps(&self, exprs: &[&str]) -> Vec<Result<(Vec<u8>, String), String>> {
+        self.eval_lines("dumps", exprs)
+    }
+
+    /// Evaluates each expression in Python to a pickle (`bytes`, e.g. from the standard
+    /// `pickle.dumps`): input that the production encoder never writes.
+    pub fn raw(&self, exprs: &[&str]) -> Vec<Vec<u8>> {
+        self.eval_lines("raw", exprs)
+            .into_iter()
+            .zip(exprs)
+            .map(|(result, expr)| result.unwrap_or_else(|e| panic!("{expr}: {e}")).0)
+            .collect()
+    }
+
+    fn eval_lines(&self, mode: &str, exprs: &[&str]) -> Vec<Result<(Vec<u8>, String), String>> {
         let input = exprs.join("\n").into_bytes();
-        let lines = self.run("dumps", input);
+        let lines = self.run(mode, input);
         assert_eq!(lines.len(), exprs.len());
         lines
             .into_iter()
             .map(|line| {
                 let (hex, canon) = line.split_once(' ').ok_or_else(|| line.clone())?;
                 match unhex(hex) {
-                    Some(bytes) if hex != "ERR" => Ok((bytes, canon.to_string())),
-                    _ => Err(line.clone()),
+                    Some(bytes) => Ok((bytes, canon.to_string())),
+                    None => Err(line.clone()),
                 }
             })
             .collect()
-    }
-}
-
-impl Drop for Python {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
