@@ -39,8 +39,11 @@ defmodule Snex.Serde.Prewalk do
     struct |> Map.from_struct() |> resolve() |> Map.put(:__struct__, module)
   end
 
-  # Improper lists keep their tail (they travel as opaque terms).
-  defp resolve_list([head | tail]), do: [resolve(head) | resolve_list(tail)]
-  defp resolve_list([]), do: []
-  defp resolve_list(tail), do: tail
+  # Tail-recursive, so that a long list does not grow the stack (whose every frame each garbage
+  # collection would scan). Improper lists keep their tail (they travel as opaque terms).
+  defp resolve_list(list), do: resolve_list(list, [])
+
+  defp resolve_list([head | tail], acc), do: resolve_list(tail, [resolve(head) | acc])
+  defp resolve_list([], acc), do: :lists.reverse(acc)
+  defp resolve_list(tail, acc), do: :lists.reverse(acc, tail)
 end
