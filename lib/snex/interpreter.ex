@@ -194,9 +194,9 @@ defmodule Snex.Interpreter do
       @doc "Starts this interpreter; see `Snex.Interpreter.start_link/1` for the options."
       @spec start_link(keyword()) :: GenServer.on_start()
       def start_link(opts \\ []) do
-        Snex.Interpreter.start_link(
-          Snex.Interpreter.Project.start_opts(@snex_project, __MODULE__, opts)
-        )
+        with {:ok, opts} <- Snex.Interpreter.Project.start_opts(@snex_project, __MODULE__, opts) do
+          Snex.Interpreter.start_link(opts)
+        end
       end
 
       @doc "A child spec starting this interpreter (`:id` defaults to the module)."
