@@ -171,7 +171,14 @@ defmodule Snex.Interpreter do
   is missing (it is looked up on `PATH`, or taken from `SNEX_UV`) or the sync fails. The module
   is compiled again when `pyproject.toml` or `uv.lock` changes or the venv is gone; syncing is
   skipped when neither changed. In a release, `Snex.Release.after_assemble/1` copies the venv
-  into the release.
+  into the release. Outside a Mix project (a script with `Mix.install/2`, Livebook) the venv
+  goes to `snex/projects/<hash of the project>` in Mix's cache directory (`$SNEX_CACHE_DIR`
+  when set), where the next run finds it.
+
+  `start_link/1` returns `{:error, %Snex.Error{code: :python_not_found}}` (unless `:python` is
+  given) when the venv is missing - not built, or not in the release because the release step
+  is missing - or cannot run because the Python it was made with is not there; the message
+  names the path, the Python version needed and the fix.
 
   The module gets `start_link/1` and `child_spec/1` (both overridable, `super/1` works),
   `os_pid/1` and `stop/1,2,3`. `start_link/1` fills in, unless given: `:python` (the venv's),
