@@ -13,7 +13,9 @@ defmodule Snex.Error do
   | `:interpreter_exited` | the Python process exited; `reason` is `{:exit_status, n}` (signal N gives 128+N) |
   | `:encode_error` | a value could not be sent to Python (or Python could not encode its result) |
   | `:decode_error` | a value Python sent could not be turned into a term |
-  | `:internal_error` | anything else (e.g. the Python executable was not found) |
+  | `:python_not_found` | the Python executable cannot be run: not on `PATH`, no such file, not executable, or the base Python of its virtual environment is missing (the message names the path, the version needed and the fix) |
+  | `:python_too_old` | the Python is older than 3.10, which Snex needs |
+  | `:internal_error` | anything else (e.g. the OS refused to start the process) |
   """
 
   @type code ::
@@ -26,6 +28,8 @@ defmodule Snex.Error do
           | :interpreter_exited
           | :encode_error
           | :decode_error
+          | :python_not_found
+          | :python_too_old
           | :internal_error
 
   @type t :: %__MODULE__{code: code(), reason: term(), traceback: [String.t()] | nil}

@@ -7,6 +7,20 @@ defmodule Snex.Interpreter do
   stops. It is *not* on the path of `Snex.pyeval/4`: callers submit straight to the native
   layer, and replies go straight back to them.
 
+  ## Example
+
+      {:ok, interpreter} = Snex.Interpreter.start_link(init_script: "import math")
+      {:ok, env} = Snex.make_env(interpreter, %{"r" => 2.0})
+      {:ok, 12.57} = Snex.pyeval(env, "return round(math.pi * r * r, 2)")
+
+      # In a supervision tree, under a name that works wherever an interpreter does:
+      children = [{Snex.Interpreter, name: MyApp.Python, init_script: "import json"}]
+      Supervisor.start_link(children, strategy: :one_for_one)
+      {:ok, "[1, 2]"} = Snex.pyeval(MyApp.Python, "return json.dumps([1, 2])")
+
+  Starting fails with `{:error, %Snex.Error{code: :python_not_found}}` when the Python cannot
+  be run (the message says why), and with `code: :python_too_old` for a Python older than 3.10.
+
   ## Options
 
     * `:python` - the Python executable: a path, or a name looked up on `PATH`
@@ -31,10 +45,12 @@ defmodule Snex.Interpreter do
     * `:label` - a process label (`:proc_lib.set_label/1` on OTP 27+, else stored under the
       same process dictionary key).
     * `:encoding_opts` - default encoding options of this interpreter (see `Snex.Serde`).
-    * `:port_opts` - transport options (see "Transport" below): `:use_stdio`,
-      `{:busy_limits_port, {low, high} | :disabled}` (default `{4_194_304, 8_388_608}`),
-      `{:busy_limits_msgq, {low, high} | :disabled}` (default `:disabled`),
-      `{:parallelism, boolean}` (default `true`).
+    * `:port_opts` - a list of transport options (see "Transport" below):
+      * `:use_stdio` - the protocol goes over Python's stdin and stdout;
+      * `{:busy_limits_port, limits}` - `limits` is `{low, high}` (bytes) or `:disabled`;
+        default `{4_194_304, 8_388_608}`;
+      * `{:busy_limits_msgq, limits}` - the same form; default `:disabled`;
+      * `{:parallelism, boolean}` - default `true`.
     * `:eager_polyfill?` - `true` (default): Python's event loop runs callbacks that become
       ready during an iteration at once instead of polling first (tasks start eagerly too on
       Python 3.12+), and code without top-level `await` runs directly, without a task. This
@@ -135,7 +151,7 @@ defmodule Snex.Interpreter do
           [project]
           name = "my-numpy-project"
           version = "0.0.0"
-          requires-python = "==3.11.*"
+          requires-python = ">=3.10"
           dependencies = ["numpy>=2"]
           \"\"\"
       end
@@ -155,7 +171,14 @@ defmodule Snex.Interpreter do
   is missing (it is looked up on `PATH`, or taken from `SNEX_UV`) or the sync fails. The module
   is compiled again when `pyproject.toml` or `uv.lock` changes or the venv is gone; syncing is
   skipped when neither changed. In a release, `Snex.Release.after_assemble/1` copies the venv
-  into the release.
+  into the release. Outside a Mix project (a script with `Mix.install/2`, Livebook) the venv
+  goes to `snex/projects/<hash of the project>` in Mix's cache directory (`$SNEX_CACHE_DIR`
+  when set), where the next run finds it.
+
+  `start_link/1` returns `{:error, %Snex.Error{code: :python_not_found}}` (unless `:python` is
+  given) when the venv is missing - not built, or not in the release because the release step
+  is missing - or cannot run because the Python it was made with is not there; the message
+  names the path, the Python version needed and the fix.
 
   The module gets `start_link/1` and `child_spec/1` (both overridable, `super/1` works),
   `os_pid/1` and `stop/1,2,3`. `start_link/1` fills in, unless given: `:python` (the venv's),
@@ -178,9 +201,9 @@ defmodule Snex.Interpreter do
       @doc "Starts this interpreter; see `Snex.Interpreter.start_link/1` for the options."
       @spec start_link(keyword()) :: GenServer.on_start()
       def start_link(opts \\ []) do
-        Snex.Interpreter.start_link(
-          Snex.Interpreter.Project.start_opts(@snex_project, __MODULE__, opts)
-        )
+        with {:ok, opts} <- Snex.Interpreter.Project.start_opts(@snex_project, __MODULE__, opts) do
+          Snex.Interpreter.start_link(opts)
+        end
       end
 
       @doc "A child spec starting this interpreter (`:id` defaults to the module)."
@@ -203,7 +226,7 @@ defmodule Snex.Interpreter do
     end
   end
 
-  alias Snex.Interpreter.{Callbacks, Options}
+  alias Snex.Interpreter.{Callbacks, Options, PythonLookup}
   alias Snex.Request
 
   @type server :: GenServer.server()
@@ -360,7 +383,15 @@ defmodule Snex.Interpreter do
   defp start_python(%{options: options} = state) do
     with {:ok, spec} <- Options.start_spec(options),
          {:ok, res} <- native_start(spec) do
-      state = %{state | resource: res}
+      callbacks =
+        Callbacks.put_metadata(
+          state.callbacks,
+          self(),
+          Snex.Native.os_pid(res),
+          options.label
+        )
+
+      state = %{state | resource: res, callbacks: callbacks}
 
       case run_init_script(state) do
         :ok ->
@@ -453,7 +484,7 @@ defmodule Snex.Interpreter do
         with {:ok, _} <- Request.to_result(outcome, body), do: :ok
 
       {:snex_exit, status} ->
-        {:error, exited(status)}
+        {:error, start_exited(state.options, status)}
 
       {:snex_request, kind, request_id, body} ->
         Callbacks.handle_raw(kind, request_id, body, res, state.callbacks)
@@ -469,6 +500,14 @@ defmodule Snex.Interpreter do
   end
 
   defp exited(status), do: Snex.Error.new(:interpreter_exited, {:exit_status, status})
+
+  # Python exited before it was ready. `python -m snex` refuses a Python that is too old with a
+  # status of its own, before it reads anything.
+  defp start_exited(options, status) do
+    if status == PythonLookup.too_old_status(),
+      do: PythonLookup.too_old_error(Options.python_name(options)),
+      else: exited(status)
+  end
 
   defp set_label(nil), do: :ok
 

@@ -4,6 +4,12 @@ defmodule Snex.PythonLogger do
   `Logger` with the mapped level, the Python source location and timestamp, and metadata keys
   prefixed with `python_`.
 
+  Each record also says which interpreter it comes from: `snex_interpreter` (the interpreter's
+  pid), `snex_os_pid` (its Python's OS pid) and `snex_label` (its `:label`; a custom
+  interpreter's module by default). Every callback from Python (`snex.call`, `snex.cast`) runs
+  with this metadata, so whatever Elixir code it runs logs it too. The `pid` of a record is the
+  short-lived process the record was handed to, not the interpreter's.
+
   In Python:
 
       import logging, snex

@@ -28,9 +28,12 @@ defmodule Snex.Serde do
 
   ## Encoding options
 
-  `binary_as: :str | :bytes | :bytearray`, `set_as: :set | :frozenset`,
-  `atom_as: :atom | :distinct_atom`. Precedence: defaults < the interpreter's `:encoding_opts`
-  < the call's `:encoding_opts`. Invalid options raise `ArgumentError`.
+  * `binary_as:` `:str` (default), `:bytes` or `:bytearray`;
+  * `set_as:` `:set` (default) or `:frozenset`;
+  * `atom_as:` `:atom` (default) or `:distinct_atom`.
+
+  Precedence: defaults < the interpreter's `:encoding_opts` < the call's `:encoding_opts`.
+  Invalid options raise `ArgumentError`.
   """
 
   @typedoc "A special float value."

@@ -3,6 +3,12 @@
 Every environment has this package as ``snex`` and its module proxy as ``Elixir``.
 """
 
+# ruff: noqa: E402
+from ._python_version import check as _check_python_version
+
+_check_python_version()
+
+# The rest is imported only once the Python is known to be recent enough.
 from . import code, direct, runner, streams
 from .codec import set_custom_encoder
 from .interface import call, cast, send

@@ -5,7 +5,7 @@ defmodule Snex.BeamDeathTest do
 
   @tag timeout: 60_000
   test "a BEAM killed with SIGKILL takes its Python process with it" do
-    ebin = :code.lib_dir(:snex, :ebin) |> to_string()
+    ebin = Application.app_dir(:snex, "ebin")
 
     script = """
     {:ok, _} = Application.ensure_all_started(:snex)

@@ -171,6 +171,29 @@ defmodule Snex.CustomInterpreterTest do
       File.rm_rf!(Path.join(project.build_dir, ".venv"))
       assert module.__mix_recompile__?()
     end
+
+    test "starting without the venv, or with its base Python gone, says what to do", %{dir: dir} do
+      Process.flag(:trap_exit, true)
+      module = compile!("use Snex.Interpreter, project_path: #{inspect(dir)}")
+      %{build_dir: build_dir, python_version: version} = module.__snex_interpreter__()
+      venv = Path.join(build_dir, ".venv")
+      assert version =~ ~r/^3\.\d+\.\d+$/
+
+      File.rm!(Path.join(venv, "bin/python"))
+      File.ln_s!("/opt/snex-gone/python3", Path.join(venv, "bin/python"))
+
+      assert {:error, %Snex.Error{code: :python_not_found, reason: reason}} = module.start_link()
+      assert reason =~ "the Python environment of #{inspect(module)} cannot run"
+      assert reason =~ "was made with Python #{version} at /opt/snex-gone/python3"
+      assert reason =~ "compiling #{inspect(module)} again (`mix compile`) makes it with uv"
+
+      File.rm_rf!(venv)
+      assert {:error, %Snex.Error{code: :python_not_found, reason: reason}} = module.start_link()
+      assert reason =~ "the Python environment of #{inspect(module)} is missing (#{venv})"
+
+      assert reason =~
+               "It needs Python #{version |> String.split(".") |> Enum.take(2) |> Enum.join(".")}"
+    end
   end
 
   defp compile!(body, module \\ unique_module()) do

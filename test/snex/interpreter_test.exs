@@ -30,7 +30,7 @@ defmodule Snex.InterpreterTest do
     test "a missing python is an error from start_link" do
       Process.flag(:trap_exit, true)
 
-      assert {:error, %Error{code: :internal_error}} =
+      assert {:error, %Error{code: :python_not_found}} =
                Snex.Interpreter.start_link(python: "/nonexistent/python3")
     end
 

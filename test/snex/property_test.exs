@@ -34,11 +34,11 @@ defmodule Snex.PropertyTest do
         Enum.random([:inf, :"-inf", :nan])
 
       :string ->
-        for(_ <- 1..Enum.random(0..20), into: "", do: <<Enum.random(32..126)>>)
+        for(_ <- 1..Enum.random(0..20)//1, into: "", do: <<Enum.random(32..126)>>)
 
       :unicode ->
         for(
-          _ <- 1..Enum.random(0..8),
+          _ <- 1..Enum.random(0..8)//1,
           into: "",
           do: <<Enum.random([0xE9, 0x3B1, 0x4E2D, 0x1F600])::utf8>>
         )

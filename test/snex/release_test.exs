@@ -22,7 +22,7 @@ defmodule Snex.ReleaseTest do
     File.cp_r!(Path.join(@fixtures, "py_project"), Path.join(app, "py"))
 
     {output, status} =
-      System.cmd("mix", ["release", "--overwrite", "--quiet"],
+      System.cmd("mix", ["release", "--overwrite"],
         cd: app,
         env: [{"MIX_ENV", "prod"}, {"SNEX_PATH", @snex_root}],
         stderr_to_stdout: true
@@ -39,6 +39,26 @@ defmodule Snex.ReleaseTest do
 
     assert Path.wildcard(Path.join(built, "lib/snex-*/priv/snex")) == []
 
+    # The step verified the copies and says which Python the release needs.
+    venv = Path.join(app_dir, "priv/snex/ReleaseApp.NumpyInterpreter/.venv")
+    %{"version_info" => version} = pyvenv_cfg(venv)
+    assert output =~ "copied the Python environment of ReleaseApp.NumpyInterpreter ("
+    assert output =~ ~r/needs Python #{Regex.escape(version)} at \S+/
+
+    # A release made without Snex.Release.after_assemble/1 (here: without what it copied)
+    # does not fall back on the build's venv, although it is still there: the error says what
+    # is missing and how to fix it.
+    bare = Path.join(root, "bare/release_app")
+    File.mkdir_p!(Path.dirname(bare))
+    File.cp_r!(built, bare)
+    File.rm_rf!(Path.join(app_dir_in(bare), "priv/snex"))
+    assert File.dir?(Path.join(app, "_build/prod/snex/ReleaseApp.NumpyInterpreter/.venv"))
+    output = try_numpy(bare)
+    assert output =~ "numpy error: python_not_found: the Python environment of "
+    assert output =~ "ReleaseApp.NumpyInterpreter is not in this release"
+    assert output =~ "add &Snex.Release.after_assemble/1 after :assemble"
+    assert output =~ "It needs Python #{minor(version)} (it was built with Python #{version} at "
+
     moved = Path.join(root, "elsewhere/release_app")
     File.mkdir_p!(Path.dirname(moved))
     File.rename!(built, moved)
@@ -54,7 +74,43 @@ defmodule Snex.ReleaseTest do
     assert output =~ "numpy det: -2.0"
     assert output =~ "numpy prefix: #{moved}/lib/release_app-0.1.0/priv/snex/"
     assert output =~ "project: Hello, release!"
+
+    # Where the base Python the venv was made with is not at its path, the error names that
+    # path, the version and the fix.
+    venv = Path.join(app_dir_in(moved), "priv/snex/ReleaseApp.NumpyInterpreter/.venv")
+    gone = "/opt/snex-gone/bin/python#{minor(version)}"
+    File.rm!(Path.join(venv, "bin/python"))
+    File.ln_s!(gone, Path.join(venv, "bin/python"))
+    output = try_numpy(moved)
+    assert output =~ "numpy error: python_not_found: the Python environment of "
+    assert output =~ "ReleaseApp.NumpyInterpreter cannot run: the virtual environment #{venv} "
+    assert output =~ "was made with Python #{version} at #{gone}"
+    assert output =~ "Install Python #{version} at #{gone}, or make the environment again"
   end
+
+  defp try_numpy(release) do
+    {output, 0} =
+      System.cmd(Path.join(release, "bin/release_app"), ["eval", "ReleaseApp.try_numpy()"],
+        env: [{"PATH", path_without_uv()}, {"MIX_ENV", nil}],
+        stderr_to_stdout: true
+      )
+
+    output
+  end
+
+  defp app_dir_in(release) do
+    [app_dir] = Path.wildcard(Path.join(release, "lib/release_app-*"))
+    app_dir
+  end
+
+  defp pyvenv_cfg(venv) do
+    for line <- File.read!(Path.join(venv, "pyvenv.cfg")) |> String.split("\n"),
+        [key, value] <- [String.split(line, "=", parts: 2)],
+        into: %{},
+        do: {String.trim(key), String.trim(value)}
+  end
+
+  defp minor(version), do: version |> String.split(".") |> Enum.take(2) |> Enum.join(".")
 
   defp path_without_uv do
     path = System.get_env("PATH") |> String.split(":") |> Enum.reject(&uv_in?/1) |> Enum.join(":")

@@ -96,6 +96,9 @@ defmodule Snex.SchedulerTest do
     try do
       fun.()
     after
+      # The BEAM reports a long schedule when the process is scheduled out: yield, so that a
+      # long schedule of `fun` reaches the monitor before the request for its report does.
+      :erlang.yield()
       send(monitor, {:report_to, me})
     end
 

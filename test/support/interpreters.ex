@@ -6,7 +6,7 @@ defmodule Snex.Test.NumpyInterpreter do
     [project]
     name = "my-numpy-project"
     version = "0.0.0"
-    requires-python = "==3.11.*"
+    requires-python = ">=3.10"
     dependencies = ["numpy>=2"]
     """
 end

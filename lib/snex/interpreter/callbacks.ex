@@ -9,10 +9,16 @@ defmodule Snex.Interpreter.Callbacks do
 
   alias Snex.Serde.EncodingOpts
 
-  defstruct [:supervisor, :limit]
+  defstruct [:supervisor, :limit, metadata: []]
 
-  @typedoc "The interpreter's callback supervisor and its bound."
-  @type t :: %__MODULE__{supervisor: pid(), limit: pos_integer() | :infinity}
+  @typedoc """
+  The interpreter's callback supervisor, its bound, and the `Logger` metadata of its callbacks.
+  """
+  @type t :: %__MODULE__{
+          supervisor: pid(),
+          limit: pos_integer() | :infinity,
+          metadata: keyword()
+        }
 
   @doc """
   Starts the callback supervisor of the calling interpreter process, linked to it: when the
@@ -23,6 +29,22 @@ defmodule Snex.Interpreter.Callbacks do
     with {:ok, supervisor} <- Task.Supervisor.start_link(max_children: limit) do
       {:ok, %__MODULE__{supervisor: supervisor, limit: limit}}
     end
+  end
+
+  @doc """
+  Sets the `Logger` metadata that says which interpreter a callback serves (so Python's log
+  records, which arrive as casts, carry it too): `snex_interpreter` (the interpreter's pid),
+  `snex_os_pid` (Python's OS pid) and `snex_label` (the interpreter's label, when it has one).
+  """
+  @spec put_metadata(t(), pid(), non_neg_integer() | nil, term()) :: t()
+  def put_metadata(%__MODULE__{} = callbacks, interpreter, os_pid, label) do
+    metadata =
+      Enum.reject(
+        [snex_interpreter: interpreter, snex_os_pid: os_pid, snex_label: label],
+        fn {_key, value} -> is_nil(value) end
+      )
+
+    %{callbacks | metadata: metadata}
   end
 
   @doc """
@@ -108,8 +130,13 @@ defmodule Snex.Interpreter.Callbacks do
   end
 
   # Starts `run` as a task of the interpreter's supervisor, or says why it could not.
-  defp start(%__MODULE__{supervisor: supervisor, limit: limit}, run) do
-    case Task.Supervisor.start_child(supervisor, run, shutdown: :brutal_kill) do
+  defp start(%__MODULE__{supervisor: supervisor, limit: limit, metadata: metadata}, run) do
+    task = fn ->
+      Logger.metadata(metadata)
+      run.()
+    end
+
+    case Task.Supervisor.start_child(supervisor, task, shutdown: :brutal_kill) do
       {:ok, _pid} ->
         :ok
 

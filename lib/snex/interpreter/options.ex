@@ -3,6 +3,8 @@ defmodule Snex.Interpreter.Options do
   # Validation of `Snex.Interpreter.start_link/1` options and the command line / environment
   # of the Python process built from them.
 
+  alias Snex.Interpreter.PythonLookup
+
   @snex_keys [
     :python,
     :wrap_exec,
@@ -216,6 +218,14 @@ defmodule Snex.Interpreter.Options do
     %{o | command: command}
   end
 
+  @doc """
+  The Python that the command runs, for messages: its resolved path, or (through `:wrap_exec`)
+  the name given to the wrapper.
+  """
+  @spec python_name(t()) :: String.t()
+  def python_name(%__MODULE__{wrap_exec: nil, command: {:ok, {program, _args}}}), do: program
+  def python_name(%__MODULE__{python: python}), do: python || "python3"
+
   @doc "The `Snex.Native.start/1` spec: program, args, environment, cd."
   @spec start_spec(t()) :: {:ok, map()} | {:error, Snex.Error.t()}
   def start_spec(%__MODULE__{} = o) do
@@ -235,28 +245,11 @@ defmodule Snex.Interpreter.Options do
     end
   end
 
-  defp python(%__MODULE__{python: nil, wrap_exec: nil}) do
-    case System.find_executable("python3") || System.find_executable("python") do
-      nil -> {:error, Snex.Error.new(:internal_error, "no python3 or python found on PATH")}
-      path -> {:ok, path}
-    end
-  end
-
+  defp python(%__MODULE__{python: nil, wrap_exec: nil}), do: PythonLookup.default()
   defp python(%__MODULE__{python: nil}), do: {:ok, "python3"}
-
-  defp python(%__MODULE__{python: python, wrap_exec: wrap}) do
-    cond do
-      wrap != nil or String.contains?(python, "/") ->
-        {:ok, python}
-
-      path = System.find_executable(python) ->
-        {:ok, path}
-
-      true ->
-        {:error,
-         Snex.Error.new(:internal_error, "python executable #{inspect(python)} not found")}
-    end
-  end
+  # Through a wrapper, the executable is looked up where the wrapper runs it.
+  defp python(%__MODULE__{python: python, wrap_exec: wrap}) when wrap != nil, do: {:ok, python}
+  defp python(%__MODULE__{python: python}), do: PythonLookup.resolve(python)
 
   defp wrap(nil, python, args), do: {python, args}
   defp wrap({m, f, a}, python, args), do: checked_wrap(apply(m, f, a ++ [python, args]))

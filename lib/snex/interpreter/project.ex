@@ -6,13 +6,33 @@ defmodule Snex.Interpreter.Project do
   # At compile time `uv sync` builds the module's virtual environment in
   # `_build/$MIX_ENV/snex/<Module>/.venv` from the project's dependencies (the project itself is
   # not installed: a `project_path` project's own modules are imported from its directory, which
-  # becomes Python's working directory). At run time the venv is looked up first in the owning
-  # application's `priv/snex/<Module>/`, where `Snex.Release` puts it in a release, then in the
-  # build directory.
+  # becomes Python's working directory). Without a Mix project (a script using `Mix.install/2`,
+  # Livebook) the venv goes to a cache directory keyed by the project's content instead (see
+  # `cache_root/0`). At run time the venv is looked up first in the owning application's
+  # `priv/snex/<Module>/`, where `Snex.Release` puts it in a release; then, unless the
+  # application runs from a release, in the build directory.
+
+  alias Snex.Interpreter.PythonLookup
 
   @enforce_keys [:module, :app, :name, :build_dir, :project_dir, :inline?]
-  defstruct [:module, :app, :name, :build_dir, :project_dir, :inline?, stamp: nil]
+  defstruct [
+    :module,
+    :app,
+    :name,
+    :build_dir,
+    :project_dir,
+    :inline?,
+    app_path: nil,
+    stamp: nil,
+    python_version: nil,
+    python_base: nil
+  ]
 
+  @typedoc """
+  `app_path` is where the application was built (`Mix.Project.app_path/0`; nil without a Mix
+  project); `python_version` and `python_base` are the version and executable of the base
+  Python the venv was made with (from its `pyvenv.cfg`).
+  """
   @type t :: %__MODULE__{
           module: module(),
           app: atom() | nil,
@@ -20,7 +40,10 @@ defmodule Snex.Interpreter.Project do
           build_dir: Path.t(),
           project_dir: Path.t(),
           inline?: boolean(),
-          stamp: String.t() | nil
+          app_path: Path.t() | nil,
+          stamp: String.t() | nil,
+          python_version: String.t() | nil,
+          python_base: String.t() | nil
         }
 
   @use_keys [:pyproject_toml, :project_path]
@@ -62,7 +85,7 @@ defmodule Snex.Interpreter.Project do
         compile_error!(env, "give either :pyproject_toml or :project_path, not both")
 
       {{:ok, toml}, :error} when is_binary(toml) ->
-        build_dir = build_dir!(module, env)
+        build_dir = build_dir(module, ["inline", 0, toml])
         new(module, build_dir, build_dir, true)
 
       {:error, {:ok, path}} when is_binary(path) ->
@@ -72,7 +95,8 @@ defmodule Snex.Interpreter.Project do
           compile_error!(env, "project_path #{inspect(path)} has no pyproject.toml")
         end
 
-        new(module, build_dir!(module, env), project_dir, false)
+        pyproject = File.read!(Path.join(project_dir, "pyproject.toml"))
+        new(module, build_dir(module, ["path", 0, project_dir, 0, pyproject]), project_dir, false)
 
       _ ->
         compile_error!(env, ":pyproject_toml and :project_path must be strings")
@@ -80,9 +104,14 @@ defmodule Snex.Interpreter.Project do
   end
 
   defp new(module, build_dir, project_dir, inline?) do
+    # An umbrella's root has no application (and no app_path).
+    app = if mix_project?(), do: Mix.Project.config()[:app]
+    app_path = if app, do: Mix.Project.app_path()
+
     %__MODULE__{
       module: module,
-      app: Mix.Project.config()[:app],
+      app: app,
+      app_path: app_path,
       name: inspect(module),
       build_dir: build_dir,
       project_dir: project_dir,
@@ -90,13 +119,41 @@ defmodule Snex.Interpreter.Project do
     }
   end
 
-  defp build_dir!(module, env) do
-    unless Code.ensure_loaded?(Mix.Project) and Mix.Project.get() != nil do
-      compile_error!(env, "use Snex.Interpreter with a Python project needs a Mix project")
+  # In a Mix project: `_build/$MIX_ENV/snex/<Module>`. Without one: a directory of the cache
+  # named after the hash of `key` (the project's content).
+  defp build_dir(module, key) do
+    if mix_project?() do
+      Path.join([Mix.Project.build_path(), "snex", inspect(module)])
+    else
+      hash = key |> :erlang.md5() |> Base.encode16(case: :lower)
+      Path.join([cache_root(), "projects", hash])
     end
-
-    Path.join([Mix.Project.build_path(), "snex", inspect(module)])
   end
+
+  @doc """
+  Where the environments of interpreters compiled outside a Mix project (`Mix.install/2`
+  scripts, Livebook) are kept: `$SNEX_CACHE_DIR` when set, else `snex/` in Mix's cache
+  directory (`Mix.Utils.mix_cache/0`, e.g. `~/.cache/mix/snex`), or in the user's cache
+  directory when Mix is not running.
+  """
+  @spec cache_root() :: Path.t()
+  def cache_root do
+    case System.get_env("SNEX_CACHE_DIR") do
+      dir when dir in [nil, ""] -> default_cache_root()
+      dir -> Path.expand(dir)
+    end
+  end
+
+  defp default_cache_root do
+    if mix_started?(),
+      do: Path.join(Mix.Utils.mix_cache(), "snex"),
+      else: :filename.basedir(:user_cache, ~c"snex") |> List.to_string()
+  end
+
+  defp mix_started?,
+    do: Code.ensure_loaded?(Mix) and List.keymember?(Application.started_applications(), :mix, 0)
+
+  defp mix_project?, do: mix_started?() and Mix.Project.get() != nil
 
   # Creates or updates the virtual environment with `uv sync`, unless nothing changed since the
   # last sync. Returns the project with its stamp.
@@ -105,14 +162,18 @@ defmodule Snex.Interpreter.Project do
     if project.inline?, do: write_if_changed!(pyproject_path(project), toml)
     stamp = inputs_stamp(project)
 
-    if stamp == read_stamp(project) and File.exists?(python(project.build_dir)) do
-      %{project | stamp: stamp}
-    else
-      run_uv!(project, env)
-      stamp = inputs_stamp(project)
-      File.write!(stamp_path(project), stamp)
-      %{project | stamp: stamp}
-    end
+    project =
+      if stamp == read_stamp(project) and File.exists?(python(project.build_dir)) do
+        %{project | stamp: stamp}
+      else
+        run_uv!(project, env)
+        stamp = inputs_stamp(project)
+        File.write!(stamp_path(project), stamp)
+        %{project | stamp: stamp}
+      end
+
+    info = PythonLookup.venv_info(venv(project.build_dir)) || %{version: nil, base: nil}
+    %{project | python_version: info.version, python_base: info.base}
   end
 
   @doc "True when the module must be compiled again: the project changed or its venv is gone."
@@ -125,24 +186,31 @@ defmodule Snex.Interpreter.Project do
   `Snex.Interpreter.start_link/1` options for this project: the venv's Python, and unless
   given, the working directory (`project_path` projects), the label (the module) and the
   environment of the venv (`VIRTUAL_ENV`, its `bin` first on `PATH`).
+
+  Unless `:python` is given, fails with a `:python_not_found` error when the venv is missing
+  (not in the release, or not built) or cannot run (its base Python is gone), saying which
+  Python it needs and how to fix it.
   """
-  @spec start_opts(t() | nil, module(), keyword()) :: keyword()
-  def start_opts(nil, module, opts), do: Keyword.put_new(opts, :label, module)
+  @spec start_opts(t() | nil, module(), keyword()) :: {:ok, keyword()} | {:error, Snex.Error.t()}
+  def start_opts(nil, module, opts), do: {:ok, Keyword.put_new(opts, :label, module)}
 
   def start_opts(%__MODULE__{} = project, _module, opts) do
-    {venv_root, project_dir} = runtime_dirs(project)
-    venv = venv(venv_root)
+    with {:ok, venv_root, project_dir} <- runtime_dirs(project),
+         :ok <- if(Keyword.has_key?(opts, :python), do: :ok, else: check_venv(project, venv_root)) do
+      venv = venv(venv_root)
 
-    venv_env = %{
-      "VIRTUAL_ENV" => venv,
-      "PATH" => Enum.join([Path.join(venv, "bin"), System.get_env("PATH", "")], ":")
-    }
+      venv_env = %{
+        "VIRTUAL_ENV" => venv,
+        "PATH" => Enum.join([Path.join(venv, "bin"), System.get_env("PATH", "")], ":")
+      }
 
-    opts
-    |> Keyword.put_new(:python, python(venv_root))
-    |> Keyword.put_new(:label, project.module)
-    |> put_new_cd(project_dir)
-    |> Keyword.update(:environment, venv_env, &merge_environment(venv_env, &1))
+      {:ok,
+       opts
+       |> Keyword.put_new(:python, python(venv_root))
+       |> Keyword.put_new(:label, project.module)
+       |> put_new_cd(project_dir)
+       |> Keyword.update(:environment, venv_env, &merge_environment(venv_env, &1))}
+    end
   end
 
   # An invalid :environment is left for Snex.Interpreter's validation to report.
@@ -152,21 +220,81 @@ defmodule Snex.Interpreter.Project do
   defp put_new_cd(opts, nil), do: opts
   defp put_new_cd(opts, dir), do: Keyword.put_new(opts, :cd, dir)
 
-  # {directory holding .venv, working directory or nil}, for the release or the build.
+  # {:ok, directory holding .venv, working directory or nil}, for the release or the build.
   defp runtime_dirs(project) do
     released = released_dir(project)
 
     cond do
       released && File.dir?(released) ->
-        {released, if(project.inline?, do: nil, else: Path.join(released, "project"))}
+        {:ok, released, if(project.inline?, do: nil, else: Path.join(released, "project"))}
+
+      in_release?(project) ->
+        {:error,
+         not_found(
+           "the Python environment of #{project.name} is not in this release (looked for " <>
+             "#{venv(released)}): add &Snex.Release.after_assemble/1 after :assemble to the " <>
+             "release's :steps (see Snex.Release), and build the release again. " <>
+             needs(project)
+         )}
 
       project.inline? ->
-        {project.build_dir, nil}
+        {:ok, project.build_dir, nil}
 
       true ->
-        {project.build_dir, project.project_dir}
+        {:ok, project.build_dir, project.project_dir}
     end
   end
+
+  # The application runs from somewhere else than where Mix built it: a release.
+  defp in_release?(%__MODULE__{app: app, app_path: app_path})
+       when app != nil and app_path != nil do
+    case :code.lib_dir(app) do
+      {:error, _} -> false
+      dir -> Path.expand(List.to_string(dir)) != Path.expand(app_path)
+    end
+  end
+
+  defp in_release?(_project), do: false
+
+  defp check_venv(project, venv_root) do
+    venv = venv(venv_root)
+    python = python(venv_root)
+
+    cond do
+      File.exists?(python) ->
+        :ok
+
+      File.dir?(venv) ->
+        {:error,
+         not_found(
+           "the Python environment of #{project.name} cannot run: " <>
+             PythonLookup.broken_venv_reason(venv) <> rebuild_hint(project, venv_root)
+         )}
+
+      true ->
+        {:error,
+         not_found(
+           "the Python environment of #{project.name} is missing (#{venv})" <>
+             rebuild_hint(project, venv_root) <> ". " <> needs(project)
+         )}
+    end
+  end
+
+  defp rebuild_hint(project, venv_root) do
+    if venv_root == project.build_dir,
+      do: "; compiling #{project.name} again (`mix compile`) makes it with uv",
+      else: ""
+  end
+
+  defp needs(%__MODULE__{python_version: nil}), do: ""
+
+  defp needs(%__MODULE__{python_version: version, python_base: base}) do
+    minor = version |> String.split(".") |> Enum.take(2) |> Enum.join(".")
+    at = if base, do: " at #{base}", else: ""
+    "It needs Python #{minor} (it was built with Python #{version}#{at})."
+  end
+
+  defp not_found(message), do: Snex.Error.new(:python_not_found, message)
 
   @doc """
   Where a release holds the project, relative to its application's `priv` directory:
@@ -207,9 +335,8 @@ defmodule Snex.Interpreter.Project do
       {"VIRTUAL_ENV", nil}
     ]
 
-    if Code.ensure_loaded?(Mix) and Mix.shell() do
-      Mix.shell().info("Syncing the Python environment of #{project.name} with uv")
-    end
+    message = "Syncing the Python environment of #{project.name} with uv"
+    if mix_started?(), do: Mix.shell().info(message), else: IO.puts(:stderr, message)
 
     case System.cmd(uv, args, env: uv_env, stderr_to_stdout: true, cd: project.project_dir) do
       {_, 0} ->
