@@ -4,16 +4,16 @@ defmodule Snex.Error do
 
   | code | meaning |
   |---|---|
-  | `:python_runtime_error` | the Python code raised; `reason` is `str(exception)`, `traceback` its lines |
+  | `:python_runtime_error` | the Python code raised; `reason` is `str(exception)` (`"Name: <exception str() failed: ...>"` when that raises), `traceback` its lines |
   | `:env_not_found` | the environment was destroyed (or never existed in this interpreter) |
   | `:env_key_not_found` | `make_env(from: {env, only: names})` named a variable that does not exist |
   | `:response_timeout` | no reply within the call's `:timeout`; the Python task was cancelled |
   | `:call_failed` | the interpreter stopped or crashed before replying; `reason` is its exit reason |
   | `:init_script_timeout` | the init script did not finish within `:init_script_timeout` |
-  | `:interpreter_exited` | the Python process exited; `reason` is `{:exit_status, n}` (signal N gives 128+N) |
-  | `:encode_error` | a value could not be sent to Python (or Python could not encode its result) |
+  | `:interpreter_exited` | the Python process exited; `reason` is `{:exit_status, n}` (signal N gives 128+N; 74: Python could not write to Elixir) |
+  | `:encode_error` | a value could not be sent to Python, or Python could not encode its result (also when the value's own code raised, e.g. a custom encoder: `traceback` is then that exception's) |
   | `:decode_error` | a value Python sent could not be turned into a term |
-  | `:internal_error` | anything else (e.g. the Python executable was not found) |
+  | `:internal_error` | anything else (e.g. the Python executable was not found, or Snex's Python side failed while handling the request) |
   """
 
   @type code ::
