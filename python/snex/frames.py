@@ -1,7 +1,10 @@
 """Reading frames: the bytes read from the transport's read end, split into a queue of frames.
 
 Frames are described in docs/protocol.md. A frame leaves the reader (`FrameReader.queue`) before
-it is handled, so whatever happens while handling it, it is handled once.
+it is handled, so whatever happens while handling it, it is handled once. Reading may happen
+either from the event loop (`FrameReader.read_once`, when the fd is readable) or from the
+cancellation signal handler (`FrameReader.read_available`, see ``snex.interrupt``): both only
+append to the queue, in order.
 """
 
 from __future__ import annotations
@@ -31,28 +34,57 @@ class FrameReader:
     """Turns what is read from `fd` into frames, queued in `queue` until they are handled.
 
     `read_limit` is how many bytes beyond the end of the frame being assembled may be read
-    (``SNEX_READ_LIMIT``), or None for no limit beyond `READ_CHUNK` per read.
+    (``SNEX_READ_LIMIT``), or None for no limit beyond `READ_CHUNK` per read. `cancels` holds
+    the ids of the frames of kind `cancel_kind` that are in the queue, so that a request can be
+    checked against them without scanning it.
     """
 
-    def __init__(self, fd: int, read_limit: int | None) -> None:
+    def __init__(self, fd: int, read_limit: int | None, cancel_kind: int) -> None:
         """A reader of the non-blocking `fd`."""
         self.fd = fd
         self.read_limit = read_limit
+        self.cancel_kind = cancel_kind
         self.queue: deque[Frame] = deque()
+        self.cancels: set[int] = set()
+        #: True while `read_once` changes the reader's state: a signal handler must not read then.
+        self.busy = False
         self._buf = bytearray()
         self._pending: tuple[int, int, bytearray, int] | None = None
 
     def read_once(self) -> bool:
         """One read from the fd; the complete frames go to the queue. False at EOF; raises
         `BlockingIOError` when nothing is readable, `ProtocolError` on a malformed frame."""
-        if self._pending is not None:
-            return self._read_large_body()
-        chunk = os.read(self.fd, self._read_size())
-        if not chunk:
-            return False
-        self._buf += chunk
-        self._split()
+        self.busy = True
+        try:
+            if self._pending is not None:
+                return self._read_large_body()
+            chunk = os.read(self.fd, self._read_size())
+            if not chunk:
+                return False
+            self._buf += chunk
+            self._split()
+            return True
+        finally:
+            self.busy = False
+
+    def read_available(self) -> bool:
+        """Reads what is readable now, without blocking: the frame being assembled, and more
+        while the queued frames stay within the read-ahead limit. False at EOF."""
+        while self.read_limit is None or self.queued_bytes() <= self.read_limit:
+            try:
+                if not self.read_once():
+                    return False
+            except BlockingIOError:
+                return True
         return True
+
+    def queued_bytes(self) -> int:
+        """The size of the frames in the queue."""
+        return sum(len(body) + HEADER.size for _, _, body in self.queue)
+
+    def forget_cancel(self, req_id: int) -> None:
+        """The CANCEL frame of `req_id` has left the queue."""
+        self.cancels.discard(req_id)
 
     def _read_size(self) -> int:
         """How much the next read may take: the rest of the frame being assembled plus at most
@@ -89,6 +121,8 @@ class FrameReader:
                     pos = size
                 break
             kind, req_id = _KIND_ID.unpack_from(buf, pos + 4)
+            if kind == self.cancel_kind:
+                self.cancels.add(req_id)
             queue.append((kind, req_id, bytes(buf[pos + HEADER.size : end])))
             pos = end
         if pos:
@@ -105,5 +139,7 @@ class FrameReader:
             self._pending = (kind, req_id, body, have)
             return True
         self._pending = None
+        if kind == self.cancel_kind:
+            self.cancels.add(req_id)
         self.queue.append((kind, req_id, body))
         return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import contextvars
 import inspect
 import os
 import select
@@ -18,7 +19,7 @@ import threading
 from types import CodeType
 from typing import Any, NoReturn, Protocol
 
-from . import codec, eager
+from . import codec, eager, interrupt
 from .code import RETURN_NAME, SnexReturn, compile_code
 from .errors import describe_exception, exception_text, format_exception
 from .frames import HEADER, MAX_BODY, FrameReader, ProtocolError
@@ -128,10 +129,21 @@ class Connection:
         self.pid = os.getpid()
         self.eager = _EAGER
         self._write_lock = threading.Lock()
-        self.reader = FrameReader(read_fd, read_limit)
+        self.reader = FrameReader(read_fd, read_limit, CANCEL)
         self.envs: dict[int, dict[str, Any]] = {ROOT_ENV: self._make_root_env()}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.calls = CallTable()
+        #: The request whose synchronous code (`_run_sync`) is running.
+        self._sync_req: int | None = None
+        #: The last request cancelled by raising ``CancelledError`` in its code (no reply).
+        self.cancelled_req: int | None = None
+        #: The running request was cancelled while it wrote a frame: raise once it is written.
+        self.deferred_cancel: int | None = None
+        #: A cancellation signal came while the loop was reading: look for CANCELs after it.
+        self.signal_pending = False
+        self._drain_scheduled = False
+        self._main_thread = threading.get_ident()
+        self._context = contextvars.copy_context()
         os.set_blocking(read_fd, False)
         loop.add_reader(read_fd, self._on_readable)
 
@@ -147,6 +159,11 @@ class Connection:
             "snex": snex,
             "Elixir": snex.Elixir,
         }
+
+    def cancel_signal(self) -> interrupt.CancelSignal:
+        """The ``SIGUSR2`` handler that cancels this connection's running code (not
+        installed)."""
+        return interrupt.CancelSignal(self, _FRAME_WRITERS)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -165,9 +182,21 @@ class Connection:
                 _write_all(self.write_fd, parts)
             except BaseException as e:  # noqa: BLE001 - half a frame may be out: no way back
                 _write_failed(e)
+        if self.deferred_cancel is not None:
+            self._deliver_deferred_cancel()
+
+    def _deliver_deferred_cancel(self) -> None:
+        if threading.get_ident() != self._main_thread:
+            return
+        target = self.deferred_cancel
+        self.deferred_cancel = None
+        if target is not None and target == self.running_request():
+            self.cancelled_req = target
+            raise asyncio.CancelledError
 
     def reply_ok(self, req_id: int, value: Any) -> None:
-        """Sends a value, or an encode error if it cannot be encoded; never raises."""
+        """Sends a value, or an encode error if it cannot be encoded; raises nothing but the
+        ``CancelledError`` of a request cancelled meanwhile."""
         try:
             body = codec.encode(value)
             if len(body) > MAX_BODY:
@@ -178,7 +207,8 @@ class Connection:
         self.write_frame(REPLY_OK, req_id, body)
 
     def reply_error(self, req_id: int, code: str, reason: str, tb: list[str] | None) -> None:
-        """Sends an error reply; if it cannot be encoded, a fixed one. Never raises."""
+        """Sends an error reply; if it cannot be encoded, a fixed one. Raises nothing but the
+        ``CancelledError`` of a request cancelled meanwhile."""
         try:
             body = codec.encode((Atom(code), _plain_str(reason), _plain_lines(tb)))
         except BaseException:  # noqa: BLE001 - e.g. MemoryError: a reply that needs no memory
@@ -203,17 +233,30 @@ class Connection:
         if not alive:
             self._on_eof()
             return
+        if self.signal_pending:
+            self.signal_pending = False
+            self.absorb_cancels(None)
         self._drain_queue()
 
     def _drain_queue(self) -> None:
         """Handles the queued frames in order; each leaves the queue before it is handled."""
         queue = self.reader.queue
+        cancels = self.reader.cancels
         while queue:
-            kind, req_id, body = queue.popleft()
+            try:
+                kind, req_id, body = queue.popleft()
+            except IndexError:  # emptied by the cancellation signal handler meanwhile
+                return
+            if kind == EVAL and cancels and req_id in cancels:
+                continue  # cancelled before it started: it does not run
             try:
                 self._dispatch(kind, req_id, body)
             except BaseException as e:  # noqa: BLE001 - nothing may stop the loop
                 self._dispatch_failed(kind, req_id, e)
+
+    def _scheduled_drain(self) -> None:
+        self._drain_scheduled = False
+        self._drain_queue()
 
     def _on_eof(self) -> None:
         self.loop.remove_reader(self.read_fd)
@@ -228,6 +271,66 @@ class Connection:
     def _fatal(self, message: str) -> NoReturn:
         _die(f"snex: protocol error: {message}", EXIT_PROTOCOL_ERROR)
 
+    # -- cancellation ------------------------------------------------------------------
+
+    def running_request(self) -> int | None:
+        """The request whose code is running now (synchronous code, or its task's current
+        step), if any."""
+        if self._sync_req is not None:
+            return self._sync_req
+        task = asyncio.current_task(self.loop)
+        if task is None:
+            return None
+        for req_id, t in list(self.tasks.items()):
+            if t is task:
+                return req_id
+        return None
+
+    def absorb_cancels(self, target: int | None) -> bool:
+        """Reads what can be read now and applies the queued CANCEL frames at once: their
+        tasks are cancelled, requests not started yet are dropped. Returns whether request
+        `target` (running now) is cancelled. Called by the cancellation signal handler, when
+        the reader is not busy; frames left in the queue are handled by the loop right after.
+        """
+        reader = self.reader
+        hit = False
+        try:
+            try:
+                reader.read_available()
+            except ProtocolError as e:
+                self._fatal(str(e))
+            except OSError:
+                pass  # EOF or a broken pipe: the loop sees it when it reads
+            if reader.cancels:
+                hit = self._apply_queued_cancels(target)
+            if reader.queue and not self._drain_scheduled:
+                self._drain_scheduled = True
+                self.loop.call_soon_threadsafe(self._scheduled_drain, context=self._context)
+        except BaseException as e:  # noqa: BLE001 - never raise into the interrupted code
+            _report(f"snex: cancellation failed: {describe_exception(e)}")
+        return hit
+
+    def _apply_queued_cancels(self, target: int | None) -> bool:
+        reader = self.reader
+        cancelled = set(reader.cancels)
+        hit = False
+        kept = []
+        for frame in list(reader.queue):
+            kind, req_id, _ = frame
+            if kind == CANCEL:
+                if req_id == target:
+                    hit = True
+                else:
+                    task = self.tasks.get(req_id)
+                    if task is not None:
+                        task.cancel()
+            elif not (kind == EVAL and req_id in cancelled):
+                kept.append(frame)
+        reader.queue.clear()
+        reader.queue.extend(kept)
+        reader.cancels.clear()
+        return hit
+
     # -- requests ----------------------------------------------------------------------
 
     def _dispatch(self, kind: int, req_id: int, body: bytes | bytearray) -> None:
@@ -238,6 +341,7 @@ class Connection:
         elif kind == DESTROY_ENV:
             self.envs.pop(req_id, None)
         elif kind == CANCEL:
+            self.reader.forget_cancel(req_id)
             task = self.tasks.get(req_id)
             if task is not None:
                 task.cancel()
@@ -248,6 +352,8 @@ class Connection:
 
     def _dispatch_failed(self, kind: int, req_id: int, exc: BaseException) -> None:
         """Something escaped the handling of a frame: the request's error reply."""
+        if isinstance(exc, asyncio.CancelledError) and req_id == self.cancelled_req:
+            return  # cancelled by Elixir: no reply
         if kind in (EVAL, MAKE_ENV):
             reason = f"Snex failed to handle the request: {describe_exception(exc)}"
             self.reply_error(req_id, "internal_error", reason, format_exception(exc))
@@ -287,16 +393,27 @@ class Connection:
                 self.tasks[req_id] = task
 
     def _run_sync(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
+        self._sync_req = req_id
         try:
             exec(code, env)  # noqa: S102 - running the caller's code is the point
         except SnexReturn as r:
-            self.reply_ok(req_id, r.value)
+            self._sync_req = None
+            value = r.value
         except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
-            self._reply_exception(req_id, e)
+            self._sync_req = None
+            if req_id != self.cancelled_req:
+                self._reply_exception(req_id, e)
+            return
         else:
-            self.reply_ok(req_id, None)
+            self._sync_req = None
+            value = None
+        if req_id != self.cancelled_req:
+            self.reply_ok(req_id, value)
 
     async def _run_async(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # already there, unless the task started eagerly
+            self.tasks[req_id] = task
         try:
             try:
                 result = eval(code, env)  # noqa: S307 - running the caller's code is the point
@@ -310,6 +427,8 @@ class Connection:
                 self._reply_exception(req_id, e)
             else:
                 self.reply_ok(req_id, None)
+        except asyncio.CancelledError:
+            pass  # cancelled while replying: Elixir does not want the reply
         except BaseException as e:  # noqa: BLE001 - the reply path must not lose the request
             self._dispatch_failed(EVAL, req_id, e)
         finally:
@@ -371,6 +490,10 @@ class Connection:
     def live_env_count(self) -> int:
         """How many environments exist (the root included)."""
         return len(self.envs)
+
+
+#: The functions that write frames: the cancellation signal handler does not raise in them.
+_FRAME_WRITERS = (Connection.write_frame.__code__,)
 
 
 def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
@@ -501,4 +624,5 @@ def main() -> None:
     loop = eager.new_event_loop(_EAGER)
     asyncio.set_event_loop(loop)
     _connection = Connection(loop, read_fd, write_fd)
+    _connection.cancel_signal().install()
     loop.run_forever()

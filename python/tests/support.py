@@ -1,7 +1,8 @@
 """Test helpers: drive the runner over real pipes, as the NIF does.
 
 `Peer` runs ``python -m snex`` in a child process on fds 3/4. `LoopHarness` runs a `Connection`
-on an event loop in this process's main thread, while a script in another thread plays Elixir.
+on an event loop in this process's main thread (where signal handlers run), with the
+cancellation signal handler installed, while a script in another thread plays Elixir.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import fcntl
 import os
 import pickle
 import select
+import signal
 import struct
 import subprocess
 import sys
@@ -106,8 +108,9 @@ class Peer:
 
 
 class LoopHarness:
-    """A `Connection` served by an event loop in the main thread; `run` plays Elixir from
-    another thread. Objects put in `env` (the root environment) are visible to the code run."""
+    """A `Connection` served by an event loop in the main thread, with the cancellation signal
+    handler installed; `run` plays Elixir from another thread. Objects put in `env` (the root
+    environment) are visible to the code run."""
 
     def __init__(self, read_limit: int | None = None, eager_loop: bool = True) -> None:
         self.to_r, self.to_w = os.pipe()
@@ -115,6 +118,7 @@ class LoopHarness:
         self.loop = eager.new_event_loop(eager_loop)
         self.conn = Connection(self.loop, self.to_r, self.from_w, read_limit)
         self.conn.eager = eager_loop
+        self.previous = self.conn.cancel_signal().install()
         self.env = self.conn.envs[ROOT_ENV]
         # The runner would end this process where it ends the interpreter: record it instead.
         self.died: list[str] = []
@@ -130,6 +134,29 @@ class LoopHarness:
 
     def recv(self, timeout: float = 10) -> tuple[int, int, Any]:
         return read_frame(self.from_r, timeout)
+
+    def signal(self) -> None:
+        os.kill(os.getpid(), signal.SIGUSR2)
+
+    def nothing_to_read(self, wait: float = 0.2) -> bool:
+        return not select.select([self.from_r], [], [], wait)[0]
+
+    def wait_until_sleeping(self, timeout: float = 5) -> None:
+        """Waits until the main thread sleeps in the kernel (``time.sleep``). A signal that
+        comes just before a blocking call starts is only handled when the call returns (the
+        documented race of Python's signal handling): the tests signal once the call is on."""
+        path = f"/proc/self/task/{os.getpid()}/wchan"
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                with open(path) as f:
+                    if "sleep" in f.read():
+                        return
+            except OSError:  # no /proc: give it time
+                time.sleep(0.2)
+                return
+            time.sleep(0.001)
+        raise TimeoutError("the main thread did not sleep")
 
     def run(self, script: Callable[[LoopHarness], None], timeout: float = 30) -> None:
         """Serves until `script` (run in a thread) returns; re-raises what it raised."""
@@ -162,6 +189,7 @@ class LoopHarness:
 
     def close(self) -> None:
         runner._die = self._real_die  # type: ignore[assignment]
+        signal.signal(signal.SIGUSR2, self.previous)
         self.loop.remove_reader(self.to_r)
         for task in list(self.conn.tasks.values()):
             task.cancel()

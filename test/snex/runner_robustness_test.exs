@@ -1,7 +1,7 @@
 defmodule Snex.RunnerRobustnessTest do
   # The Python runner never wedges: whatever raises while a request is run, encoded or replied
   # to is an error of that call, the code runs once, and the next call is served. A reply that
-  # cannot be written ends the interpreter.
+  # cannot be written ends the interpreter. SIGUSR2 (the cancellation signal) is harmless.
   use ExUnit.Case, async: true
 
   alias Snex.Error
@@ -104,5 +104,13 @@ defmodule Snex.RunnerRobustnessTest do
     expected = %Error{code: :interpreter_exited, reason: {:exit_status, 74}}
     assert {:error, %Error{code: :call_failed, reason: ^expected}} = Snex.pyeval(i, code)
     assert_receive {:EXIT, ^i, ^expected}
+  end
+
+  test "SIGUSR2 while nothing runs is harmless", %{interpreter: i, env: env} do
+    os_pid = Snex.Interpreter.os_pid(i)
+    {_, 0} = System.cmd("kill", ["-USR2", to_string(os_pid)])
+    {_, 0} = System.cmd("kill", ["-USR2", to_string(os_pid)])
+    assert {:ok, 2} = Snex.pyeval(env, "return 1 + 1")
+    assert Snex.Interpreter.os_pid(i) == os_pid
   end
 end
