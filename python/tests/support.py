@@ -39,6 +39,13 @@ def eval_frame(req_id: int, code: str | None, env_id: int = -1, variables: Any =
     return frame(EVAL, req_id, (env_id, code, "<t>", 0, variables or {}))
 
 
+def write_all(fd: int, data: bytes) -> None:
+    """Writes all of `data`: a signal may cut a write to a pipe short."""
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
+
+
 def read_exact(fd: int, n: int, timeout: float) -> bytes:
     deadline = time.monotonic() + timeout
     out = b""
@@ -86,7 +93,7 @@ class Peer:
         self.next_id = 1
 
     def send(self, kind: int, req_id: int, body: Any = None) -> None:
-        os.write(self.to_w, frame(kind, req_id, body))
+        write_all(self.to_w, frame(kind, req_id, body))
 
     def _read_exact(self, n: int) -> bytes:
         return read_exact(self.from_r, n, 10)
@@ -97,7 +104,7 @@ class Peer:
     def eval(self, code: str | None, env_id: int = -1, variables: Any = None) -> tuple[int, Any]:
         req = self.next_id
         self.next_id += 1
-        os.write(self.to_w, eval_frame(req, code, env_id, variables))
+        write_all(self.to_w, eval_frame(req, code, env_id, variables))
         kind, rid, body = self.recv()
         assert rid == req
         return kind, body
@@ -130,7 +137,7 @@ class LoopHarness:
         raise SystemExit(status)
 
     def send(self, data: bytes) -> None:
-        os.write(self.to_w, data)
+        write_all(self.to_w, data)
 
     def recv(self, timeout: float = 10) -> tuple[int, int, Any]:
         return read_frame(self.from_r, timeout)
