@@ -56,7 +56,7 @@ class CancelSignal:
         if self._active:
             self._again = True  # a signal during the handler: read once more before returning
             return
-        if conn.reader.busy:
+        if conn.reader.busy or conn.absorbing:
             conn.signal_pending = True  # the loop is reading: it applies them right after
             return
         self._active = True

@@ -135,12 +135,16 @@ class Connection:
         self.calls = CallTable()
         #: The request whose synchronous code (`_run_sync`) is running.
         self._sync_req: int | None = None
+        #: The request of the frame handled last (or being handled).
+        self._dispatching: int | None = None
         #: The last request cancelled by raising ``CancelledError`` in its code (no reply).
         self.cancelled_req: int | None = None
         #: The running request was cancelled while it wrote a frame: raise once it is written.
         self.deferred_cancel: int | None = None
         #: A cancellation signal came while the loop was reading: look for CANCELs after it.
         self.signal_pending = False
+        #: True while `absorb_cancels` runs: the signal handler must leave the queue alone.
+        self.absorbing = False
         self._drain_scheduled = False
         self._main_thread = threading.get_ident()
         self._context = contextvars.copy_context()
@@ -233,7 +237,7 @@ class Connection:
         if not alive:
             self._on_eof()
             return
-        if self.signal_pending:
+        while self.signal_pending:
             self.signal_pending = False
             self.absorb_cancels(None)
         self._drain_queue()
@@ -249,6 +253,7 @@ class Connection:
                 return
             if kind == EVAL and cancels and req_id in cancels:
                 continue  # cancelled before it started: it does not run
+            self._dispatching = req_id
             try:
                 self._dispatch(kind, req_id, body)
             except BaseException as e:  # noqa: BLE001 - nothing may stop the loop
@@ -294,6 +299,7 @@ class Connection:
         """
         reader = self.reader
         hit = False
+        self.absorbing = True
         try:
             try:
                 reader.read_available()
@@ -308,6 +314,8 @@ class Connection:
                 self.loop.call_soon_threadsafe(self._scheduled_drain, context=self._context)
         except BaseException as e:  # noqa: BLE001 - never raise into the interrupted code
             _report(f"snex: cancellation failed: {describe_exception(e)}")
+        finally:
+            self.absorbing = False
         return hit
 
     def _apply_queued_cancels(self, target: int | None) -> bool:
@@ -318,12 +326,13 @@ class Connection:
         for frame in list(reader.queue):
             kind, req_id, _ = frame
             if kind == CANCEL:
+                task = self.tasks.get(req_id)
                 if req_id == target:
                     hit = True
-                else:
-                    task = self.tasks.get(req_id)
-                    if task is not None:
-                        task.cancel()
+                elif task is not None:
+                    task.cancel()
+                elif req_id == self._dispatching:
+                    self.cancelled_req = req_id  # being prepared: its code will not run
             elif not (kind == EVAL and req_id in cancelled):
                 kept.append(frame)
         reader.queue.clear()
@@ -352,6 +361,7 @@ class Connection:
 
     def _dispatch_failed(self, kind: int, req_id: int, exc: BaseException) -> None:
         """Something escaped the handling of a frame: the request's error reply."""
+        self._sync_req = None
         if isinstance(exc, asyncio.CancelledError) and req_id == self.cancelled_req:
             return  # cancelled by Elixir: no reply
         if kind in (EVAL, MAKE_ENV):
@@ -393,22 +403,24 @@ class Connection:
                 self.tasks[req_id] = task
 
     def _run_sync(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
-        self._sync_req = req_id
+        error: BaseException | None = None
+        value = None
         try:
-            exec(code, env)  # noqa: S102 - running the caller's code is the point
+            self._sync_req = req_id  # from here, cancelling it raises in it
+            if req_id != self.cancelled_req:  # not cancelled while it was prepared
+                exec(code, env)  # noqa: S102 - running the caller's code is the point
         except SnexReturn as r:
-            self._sync_req = None
             value = r.value
         except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
+            error = e
+        finally:
             self._sync_req = None
-            if req_id != self.cancelled_req:
-                self._reply_exception(req_id, e)
-            return
-        else:
-            self._sync_req = None
-            value = None
-        if req_id != self.cancelled_req:
+        if req_id == self.cancelled_req:
+            return  # Elixir has dropped the request: no reply
+        if error is None:
             self.reply_ok(req_id, value)
+        else:
+            self._reply_exception(req_id, error)
 
     async def _run_async(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
         task = asyncio.current_task()
@@ -416,6 +428,8 @@ class Connection:
             self.tasks[req_id] = task
         try:
             try:
+                if req_id == self.cancelled_req:  # cancelled while it was prepared
+                    return
                 result = eval(code, env)  # noqa: S307 - running the caller's code is the point
                 if inspect.iscoroutine(result):
                     await result

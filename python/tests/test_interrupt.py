@@ -13,6 +13,7 @@ import termios
 import threading
 import time
 from collections.abc import Callable, Iterator
+from types import CodeType
 
 import pytest
 from support import LoopHarness, eval_frame, frame
@@ -183,6 +184,32 @@ def test_a_request_cancelled_before_it_starts_does_not_run(harness: LoopHarness)
     harness.run(script)
 
 
+@pytest.mark.parametrize(
+    "code", ["log.append('ran')", "import asyncio\nlog.append('ran')\nawait asyncio.sleep(0)"]
+)
+def test_a_request_cancelled_while_it_is_prepared_does_not_run(
+    harness: LoopHarness, monkeypatch: pytest.MonkeyPatch, code: str
+) -> None:
+    """The signal comes while the runner decodes and compiles the request: neither running
+    (nothing to interrupt yet) nor queued; its code must not start."""
+    real_compile = runner.compile_code
+
+    def compile_while_cancelled(src: str, file: str, line: int) -> CodeType:
+        if src == code:
+            harness.send(frame(CANCEL, 1))
+            signal.raise_signal(signal.SIGUSR2)  # the handler runs before this returns
+        return real_compile(src, file, line)
+
+    monkeypatch.setattr(runner, "compile_code", compile_while_cancelled)
+
+    def script(h: LoopHarness) -> None:
+        h.send(eval_frame(1, code))
+        h.send(eval_frame(2, "import asyncio\nawait asyncio.sleep(0.05)\nreturn log"))
+        assert h.recv() == (REPLY_OK, 2, [])
+
+    harness.run(script)
+
+
 def test_a_signal_while_reading_is_applied_after_the_read(
     harness: LoopHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -217,6 +244,26 @@ def test_a_signal_while_reading_is_applied_after_the_read(
     harness.env["asyncio"] = asyncio
     harness.run(script)
     assert seen_pending == [True]
+
+
+@pytest.mark.parametrize("state", ["reading", "absorbing"])
+def test_the_handler_leaves_the_reader_alone_while_the_loop_uses_it(
+    harness: LoopHarness, state: str
+) -> None:
+    """While the loop reads, or applies CANCEL frames itself, the handler only leaves a mark
+    (the loop looks again once it is done)."""
+    conn = harness.conn
+    harness.send(frame(CANCEL, 9))
+    if state == "reading":
+        conn.reader.busy = True
+    else:
+        conn.absorbing = True
+    conn.cancel_signal()(signal.SIGUSR2, None)
+    assert conn.signal_pending
+    assert unread(harness.to_r) == 13
+    conn.reader.busy = conn.absorbing = False
+    conn.cancel_signal()(signal.SIGUSR2, None)
+    assert unread(harness.to_r) == 0
 
 
 def test_the_handler_does_not_raise_while_a_frame_is_written(
@@ -291,7 +338,7 @@ def test_a_storm_of_signals_does_not_corrupt_frames(read_limit: int | None) -> N
                 replies = {}
                 for _ in codes:
                     kind, req_id, value = h.recv()
-                    assert kind == REPLY_OK
+                    assert kind == REPLY_OK, (req_id, value)
                     replies[req_id] = value
             finally:
                 stop.set()
