@@ -19,6 +19,7 @@ interrupted: its request is cancelled when it returns to Python.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 from types import CodeType, FrameType
@@ -60,14 +61,19 @@ class CancelSignal:
             conn.signal_pending = True  # the loop is reading: it applies them right after
             return
         self._active = True
+        target: int | None = None
+        hit = False
         try:
             target = conn.running_request()
-            hit = False
             while True:
                 self._again = False
                 hit = conn.absorb_cancels(target) or hit
                 if not self._again:
                     break
+        except Exception as e:  # noqa: BLE001 - never raise into the interrupted code by mistake
+            with contextlib.suppress(Exception):
+                os.write(2, f"snex: cancellation failed: {type(e).__name__}\n".encode())
+            return
         finally:
             self._active = False
         if not hit or target is None:
