@@ -26,7 +26,7 @@ from .frames import HEADER, MAX_BODY, FrameReader, ProtocolError
 from .types import Atom, ElixirError, EncodeError
 
 EVAL, MAKE_ENV, DESTROY_ENV, CANCEL, CALL_RESULT = 1, 2, 3, 4, 5
-REPLY_OK, REPLY_ERROR, CALL, CAST, SEND = 128, 129, 130, 131, 132
+REPLY_OK, REPLY_ERROR, CALL, CAST, SEND, HELLO = 128, 129, 130, 131, 132, 133
 
 #: Exit status when the frames read are malformed (EX_SOFTWARE).
 EXIT_PROTOCOL_ERROR = 70
@@ -638,5 +638,8 @@ def main() -> None:
     loop = eager.new_event_loop(_EAGER)
     asyncio.set_event_loop(loop)
     _connection = Connection(loop, read_fd, write_fd)
+    # The handler first: Elixir signals the pid of the HELLO frame, and SIGUSR2 would
+    # otherwise end the process.
     _connection.cancel_signal().install()
+    _connection.write_frame(HELLO, os.getpid())
     loop.run_forever()

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from snex import eager, runner
-from snex.runner import EVAL, ROOT_ENV, Connection
+from snex.runner import EVAL, HELLO, ROOT_ENV, Connection
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
 
@@ -91,6 +91,9 @@ class Peer:
         os.close(to_r)
         os.close(from_w)
         self.next_id = 1
+        # The runner announces its pid before it serves.
+        length, kind, req_id = struct.unpack(">IBQ", self._read_exact(13))
+        assert (length, kind, req_id) == (9, HELLO, self.proc.pid)
 
     def send(self, kind: int, req_id: int, body: Any = None) -> None:
         write_all(self.to_w, frame(kind, req_id, body))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -172,3 +173,16 @@ def test_parse_read_limit() -> None:
     assert parse_read_limit(None) is None
     assert parse_read_limit("-1") is None
     assert parse_read_limit("lots") is None
+
+
+def test_hello_comes_first_with_the_pid() -> None:
+    """The first frame is HELLO, with the runner's pid (checked in `Peer`), and the SIGUSR2
+    handler is in place by then: a signal right after it does not end the runner."""
+    peer = Peer()
+    try:
+        os.kill(peer.proc.pid, signal.SIGUSR2)
+        assert peer.eval("return 1") == (REPLY_OK, 1)
+        assert peer.close() == 0
+    finally:
+        if peer.proc.poll() is None:
+            peer.proc.kill()

@@ -1,7 +1,7 @@
 defmodule Snex.RunnerRobustnessTest do
   # The Python runner never wedges: whatever raises while a request is run, encoded or replied
   # to is an error of that call, the code runs once, and the next call is served. A reply that
-  # cannot be written ends the interpreter. SIGUSR2 (the cancellation signal) is harmless.
+  # cannot be written ends the interpreter. Timeouts and callers' deaths stop synchronous code.
   use ExUnit.Case, async: true
 
   alias Snex.Error
@@ -112,5 +112,61 @@ defmodule Snex.RunnerRobustnessTest do
     {_, 0} = System.cmd("kill", ["-USR2", to_string(os_pid)])
     assert {:ok, 2} = Snex.pyeval(env, "return 1 + 1")
     assert Snex.Interpreter.os_pid(i) == os_pid
+  end
+
+  # These need the NIF to send SIGUSR2 to Python with each CANCEL (docs/protocol.md).
+  describe "a timeout stops synchronous code" do
+    for {name, code} <- [
+          {"time.sleep(20)", "import time\ntime.sleep(20)"},
+          {"while True: pass", "while True:\n    pass"},
+          {"a synchronous stretch of async code",
+           "import asyncio, time\nawait asyncio.sleep(0)\ntime.sleep(20)"}
+        ] do
+      @code code
+
+      test name, %{interpreter: i, env: env} do
+        os_pid = Snex.Interpreter.os_pid(i)
+        assert {:error, %Error{code: :response_timeout}} = Snex.pyeval(env, @code, timeout: 300)
+        timed_out = System.monotonic_time(:millisecond)
+        assert {:ok, 1} = Snex.pyeval(env, "return 1", timeout: 5_000)
+        assert System.monotonic_time(:millisecond) - timed_out < 1_000
+        assert Snex.Interpreter.os_pid(i) == os_pid
+      end
+    end
+
+    test "the code sees CancelledError and does not run to its end", %{env: env} do
+      code = """
+      import time
+      try:
+          time.sleep(20)
+          runs.append("finished")
+      except BaseException as e:
+          runs.append(type(e).__name__)
+          raise
+      """
+
+      assert {:error, %Error{code: :response_timeout}} = Snex.pyeval(env, code, timeout: 300)
+      assert {:ok, ["CancelledError"]} = Snex.pyeval(env, "return runs", timeout: 1_000)
+    end
+
+    test "a caller that dies has its synchronous code stopped", %{env: env} do
+      me = self()
+
+      code = """
+      import time
+      await snex.send(me, snex.Atom("sleeping"))
+      time.sleep(20)
+      """
+
+      {pid, ref} =
+        spawn_monitor(fn -> Snex.pyeval(env, code, %{"me" => me}, timeout: :infinity) end)
+
+      assert_receive :sleeping, 5_000
+      Process.exit(pid, :kill)
+      assert_receive {:DOWN, ^ref, :process, ^pid, :killed}
+      died = System.monotonic_time(:millisecond)
+      assert {:ok, 1} = Snex.pyeval(env, "return 1", timeout: 5_000)
+      assert System.monotonic_time(:millisecond) - died < 1_000
+    end
   end
 end
