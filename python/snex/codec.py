@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _wire
+from .errors import describe_exception, exception_text
 from .types import Atom, EncodeError, Term
 
 _custom_encoder: Callable[[Any], Any] | None = None
@@ -90,7 +91,9 @@ def _type_name(obj: Any) -> str:
 
 
 def encode(value: Any) -> bytes:
-    """Encodes `value` for Elixir; raises `EncodeError` for what cannot be encoded."""
+    """Encodes `value` for Elixir; raises `EncodeError` for what cannot be encoded, also when
+    the value's own code (a custom encoder, the ``__iter__`` of a list subclass) raises: then
+    the original exception is its ``__cause__``."""
     buf = io.BytesIO()
     try:
         _Pickler(buf, protocol=5).dump(value)
@@ -99,5 +102,7 @@ def encode(value: Any) -> bytes:
     except RecursionError as e:
         raise EncodeError("Cannot serialize a structure that deep or recursive") from e
     except (pickle.PicklingError, TypeError, ValueError) as e:
-        raise EncodeError(f"Cannot serialize value: {e}") from e
+        raise EncodeError(f"Cannot serialize value: {exception_text(e)}") from e
+    except Exception as e:  # the value's own code raised: still an encode error
+        raise EncodeError(f"Cannot serialize value: {describe_exception(e)}") from e
     return buf.getvalue()

@@ -9,26 +9,29 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
+import contextvars
 import inspect
 import os
-import struct
+import select
 import sys
 import threading
-import traceback
-from types import CodeType, TracebackType
-from typing import Any, Protocol
+from types import CodeType
+from typing import Any, NoReturn, Protocol
 
-from . import codec, eager, streams
+from . import codec, eager, interrupt, streams
 from .code import RETURN_NAME, SnexReturn, compile_code
+from .errors import describe_exception, exception_text, format_exception
+from .frames import HEADER, MAX_BODY, FrameReader, ProtocolError
 from .types import Atom, ElixirError, EncodeError
 
 EVAL, MAKE_ENV, DESTROY_ENV, CANCEL, CALL_RESULT = 1, 2, 3, 4, 5
-REPLY_OK, REPLY_ERROR, CALL, CAST, SEND = 128, 129, 130, 131, 132
+REPLY_OK, REPLY_ERROR, CALL, CAST, SEND, HELLO = 128, 129, 130, 131, 132, 133
 
-_HEADER = struct.Struct(">IBQ")
-_LARGE_BODY = 1 << 20
-_READ_CHUNK = 1 << 16
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+#: Exit status when the frames read are malformed (EX_SOFTWARE).
+EXIT_PROTOCOL_ERROR = 70
+#: Exit status when a frame cannot be written to Elixir (EX_IOERR).
+EXIT_WRITE_FAILED = 74
 
 ROOT_ENV = 0
 THROWAWAY_ENV = -1
@@ -104,21 +107,47 @@ class CallTable:
 
 
 class Connection:
-    """One link to the BEAM: a read fd and a write fd carrying frames."""
+    """One link to the BEAM: a read fd and a write fd carrying frames.
 
-    def __init__(self, loop: asyncio.AbstractEventLoop, read_fd: int, write_fd: int) -> None:
-        """Binds the link to `loop` and starts reading."""
+    Each frame read leaves the reader's queue before it is handled, and whatever is raised
+    while a request is decoded, run, encoded or replied to becomes that request's error reply:
+    a request runs once and gets at most one reply, and the next one is served.
+    """
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        read_fd: int,
+        write_fd: int,
+        read_limit: int | None = _READ_LIMIT,
+    ) -> None:
+        """Binds the link to `loop` and starts reading; `read_limit` as in
+        `frames.FrameReader` (by default ``SNEX_READ_LIMIT``)."""
         self.loop = loop
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.pid = os.getpid()
         self.eager = _EAGER
         self._write_lock = threading.Lock()
-        self._buf = bytearray()
-        self._pending_body: tuple[int, int, bytearray, int] | None = None
+        self.reader = FrameReader(read_fd, read_limit, CANCEL)
         self.envs: dict[int, dict[str, Any]] = {ROOT_ENV: self._make_root_env()}
         self.tasks: dict[int, asyncio.Task[None]] = {}
         self.calls = CallTable()
+        #: The request whose synchronous code (`_run_sync`) is running.
+        self._sync_req: int | None = None
+        #: The request of the frame handled last (or being handled).
+        self._dispatching: int | None = None
+        #: The last request cancelled by raising ``CancelledError`` in its code (no reply).
+        self.cancelled_req: int | None = None
+        #: The running request was cancelled while it wrote a frame: raise once it is written.
+        self.deferred_cancel: int | None = None
+        #: A cancellation signal came while the loop was reading: look for CANCELs after it.
+        self.signal_pending = False
+        #: True while `absorb_cancels` runs: the signal handler must leave the queue alone.
+        self.absorbing = False
+        self._drain_scheduled = False
+        self._main_thread = threading.get_ident()
+        self._context = contextvars.copy_context()
         os.set_blocking(read_fd, False)
         loop.add_reader(read_fd, self._on_readable)
 
@@ -135,107 +164,104 @@ class Connection:
             "Elixir": snex.Elixir,
         }
 
+    def cancel_signal(self) -> interrupt.CancelSignal:
+        """The ``SIGUSR2`` handler that cancels this connection's running code (not
+        installed)."""
+        return interrupt.CancelSignal(self, _FRAME_WRITERS)
+
     # -- writing -----------------------------------------------------------------------
 
     def write_frame(self, kind: int, req_id: int, body: bytes = b"") -> None:
-        """Writes one frame; safe from any thread."""
-        header = _HEADER.pack(9 + len(body), kind, req_id)
+        """Writes one frame; safe from any thread. Raises `EncodeError` for a body too large
+        for a frame. A frame that cannot be written ends the interpreter (exit status
+        `EXIT_WRITE_FAILED`): the transport is gone, or holds part of a frame."""
+        if len(body) > MAX_BODY:
+            raise EncodeError(
+                f"Cannot send {len(body)} bytes to Elixir: a frame carries at most {MAX_BODY}"
+            )
+        header = HEADER.pack(9 + len(body), kind, req_id)
+        parts = [header + body] if len(body) < 65536 else [header, body]
         with self._write_lock:
-            if len(body) < 65536:
-                _write_all(self.write_fd, [header + body])
-            else:
-                _write_all(self.write_fd, [header, body])
+            try:
+                _write_all(self.write_fd, parts)
+            except BaseException as e:  # noqa: BLE001 - half a frame may be out: no way back
+                _write_failed(e)
+        if self.deferred_cancel is not None:
+            self._deliver_deferred_cancel()
+
+    def _deliver_deferred_cancel(self) -> None:
+        if threading.get_ident() != self._main_thread:
+            return
+        target = self.deferred_cancel
+        self.deferred_cancel = None
+        if target is not None and target == self.running_request():
+            self.cancelled_req = target
+            raise asyncio.CancelledError
 
     def reply_ok(self, req_id: int, value: Any) -> None:
-        """Sends a value, or an encode error if it cannot be encoded."""
+        """Sends a value, or an encode error if it cannot be encoded; raises nothing but the
+        ``CancelledError`` of a request cancelled meanwhile."""
         try:
             body = codec.encode(value)
-        except EncodeError as e:
-            self.reply_error(req_id, "encode_error", str(e), None)
+            if len(body) > MAX_BODY:
+                raise EncodeError(f"Cannot send a value of {len(body)} bytes: at most {MAX_BODY}")
+        except BaseException as e:  # noqa: BLE001 - whatever encoding raises is this reply's error
+            self.reply_error(req_id, "encode_error", *_encode_failure(e))
             return
         self.write_frame(REPLY_OK, req_id, body)
 
     def reply_error(self, req_id: int, code: str, reason: str, tb: list[str] | None) -> None:
-        """Sends an error reply."""
-        self.write_frame(REPLY_ERROR, req_id, codec.encode((Atom(code), reason, tb)))
+        """Sends an error reply; if it cannot be encoded, a fixed one. Raises nothing but the
+        ``CancelledError`` of a request cancelled meanwhile."""
+        try:
+            body = codec.encode((Atom(code), _plain_str(reason), _plain_lines(tb)))
+        except BaseException:  # noqa: BLE001 - e.g. MemoryError: a reply that needs no memory
+            body = _FALLBACK_ERROR
+        self.write_frame(REPLY_ERROR, req_id, body)
+
+    def _reply_exception(self, req_id: int, exc: BaseException) -> None:
+        self.reply_error(req_id, "python_runtime_error", exception_text(exc), format_exception(exc))
 
     # -- reading -----------------------------------------------------------------------
 
     def _on_readable(self) -> None:
+        reader = self.reader
         try:
-            if self._pending_body is not None:
-                self._read_large_body()
-                return
-            chunk = os.read(self.read_fd, self._read_size())
+            alive = reader.read_once()
         except BlockingIOError:
-            return
+            alive = True
+        except ProtocolError as e:
+            self._fatal(str(e))
         except OSError:
-            chunk = b""
-        if not chunk:
+            alive = False
+        if not alive:
             self._on_eof()
             return
-        self._buf += chunk
-        self._parse()
+        while self.signal_pending:
+            self.signal_pending = False
+            self.absorb_cancels(None)
+        self._drain_queue()
 
-    def _read_size(self) -> int:
-        """How much the next read may take: the rest of the frame being assembled plus at most
-        ``SNEX_READ_LIMIT`` bytes beyond it (the high watermark of ``busy_limits_port``), and
-        never more than 64 KiB. What Python has not read stays queued on the Elixir side, where
-        the busy limits see it."""
-        limit = _READ_LIMIT
-        if limit is None or limit >= _READ_CHUNK:
-            return _READ_CHUNK
-        buf = self._buf
-        if len(buf) >= 4:
-            length: int = struct.unpack_from(">I", buf)[0]
-            need = 4 + length - len(buf)
-        else:
-            need = 4 - len(buf)
-        return max(1, min(_READ_CHUNK, need + limit))
-
-    def _parse(self) -> None:
-        buf = self._buf
-        pos = 0
-        while len(buf) - pos >= 4:
-            (length,) = struct.unpack_from(">I", buf, pos)
-            if length < 9:
-                self._fatal(f"bad frame length {length}")
+    def _drain_queue(self) -> None:
+        """Handles the queued frames in order; each leaves the queue before it is handled."""
+        queue = self.reader.queue
+        cancels = self.reader.cancels
+        while queue:
+            try:
+                kind, req_id, body = queue.popleft()
+            except IndexError:  # emptied by the cancellation signal handler meanwhile
                 return
-            if len(buf) - pos < 4 + length and length >= _LARGE_BODY:
-                kind, req_id = (
-                    struct.unpack_from(">BQ", buf, pos + 4)
-                    if len(buf) - pos >= 13
-                    else (None, None)
-                )
-                if kind is None:
-                    break
-                body = bytearray(length - 9)
-                have = len(buf) - pos - 13
-                body[:have] = buf[pos + 13 :]
-                self._pending_body = (kind, req_id, body, have)
-                pos = len(buf)
-                break
-            if len(buf) - pos < 4 + length:
-                break
-            kind, req_id = struct.unpack_from(">BQ", buf, pos + 4)
-            body_view = bytes(buf[pos + 13 : pos + 4 + length])
-            pos += 4 + length
-            self._dispatch(kind, req_id, body_view)
-        del buf[:pos]
+            if kind == EVAL and cancels and req_id in cancels:
+                continue  # cancelled before it started: it does not run
+            self._dispatching = req_id
+            try:
+                self._dispatch(kind, req_id, body)
+            except BaseException as e:  # noqa: BLE001 - nothing may stop the loop
+                self._dispatch_failed(kind, req_id, e)
 
-    def _read_large_body(self) -> None:
-        assert self._pending_body is not None
-        kind, req_id, body, have = self._pending_body
-        n = os.readv(self.read_fd, [memoryview(body)[have:]])
-        if n == 0:
-            self._on_eof()
-            return
-        have += n
-        if have < len(body):
-            self._pending_body = (kind, req_id, body, have)
-            return
-        self._pending_body = None
-        self._dispatch(kind, req_id, body)
+    def _scheduled_drain(self) -> None:
+        self._drain_scheduled = False
+        self._drain_queue()
 
     def _on_eof(self) -> None:
         self.loop.remove_reader(self.read_fd)
@@ -247,9 +273,72 @@ class Connection:
         finally:
             os._exit(0)
 
-    def _fatal(self, message: str) -> None:
-        print(f"snex: protocol error: {message}", file=sys.stderr)
-        os._exit(70)
+    def _fatal(self, message: str) -> NoReturn:
+        _die(f"snex: protocol error: {message}", EXIT_PROTOCOL_ERROR)
+
+    # -- cancellation ------------------------------------------------------------------
+
+    def running_request(self) -> int | None:
+        """The request whose code is running now (synchronous code, or its task's current
+        step), if any."""
+        if self._sync_req is not None:
+            return self._sync_req
+        task = asyncio.current_task(self.loop)
+        if task is None:
+            return None
+        for req_id, t in list(self.tasks.items()):
+            if t is task:
+                return req_id
+        return None
+
+    def absorb_cancels(self, target: int | None) -> bool:
+        """Reads what can be read now and applies the queued CANCEL frames at once: their
+        tasks are cancelled, requests not started yet are dropped. Returns whether request
+        `target` (running now) is cancelled. Called by the cancellation signal handler, when
+        the reader is not busy; frames left in the queue are handled by the loop right after.
+        """
+        reader = self.reader
+        hit = False
+        self.absorbing = True
+        try:
+            try:
+                reader.read_available()
+            except ProtocolError as e:
+                self._fatal(str(e))
+            except OSError:
+                pass  # EOF or a broken pipe: the loop sees it when it reads
+            if reader.cancels:
+                hit = self._apply_queued_cancels(target)
+            if reader.queue and not self._drain_scheduled:
+                self._drain_scheduled = True
+                self.loop.call_soon_threadsafe(self._scheduled_drain, context=self._context)
+        except BaseException as e:  # noqa: BLE001 - never raise into the interrupted code
+            _report(f"snex: cancellation failed: {describe_exception(e)}")
+        finally:
+            self.absorbing = False
+        return hit
+
+    def _apply_queued_cancels(self, target: int | None) -> bool:
+        reader = self.reader
+        cancelled = set(reader.cancels)
+        hit = False
+        kept = []
+        for frame in list(reader.queue):
+            kind, req_id, _ = frame
+            if kind == CANCEL:
+                task = self.tasks.get(req_id)
+                if req_id == target:
+                    hit = True
+                elif task is not None:
+                    task.cancel()
+                elif req_id == self._dispatching:
+                    self.cancelled_req = req_id  # being prepared: its code will not run
+            elif not (kind == EVAL and req_id in cancelled):
+                kept.append(frame)
+        reader.queue.clear()
+        reader.queue.extend(kept)
+        reader.cancels.clear()
+        return hit
 
     # -- requests ----------------------------------------------------------------------
 
@@ -263,6 +352,7 @@ class Connection:
             if env is not None:
                 streams.discard(env)
         elif kind == CANCEL:
+            self.reader.forget_cancel(req_id)
             task = self.tasks.get(req_id)
             if task is not None:
                 task.cancel()
@@ -270,6 +360,17 @@ class Connection:
             self._call_result(req_id, body)
         else:
             self._fatal(f"unknown frame kind {kind}")
+
+    def _dispatch_failed(self, kind: int, req_id: int, exc: BaseException) -> None:
+        """Something escaped the handling of a frame: the request's error reply."""
+        self._sync_req = None
+        if isinstance(exc, asyncio.CancelledError) and req_id == self.cancelled_req:
+            return  # cancelled by Elixir: no reply
+        if kind in (EVAL, MAKE_ENV):
+            reason = f"Snex failed to handle the request: {describe_exception(exc)}"
+            self.reply_error(req_id, "internal_error", reason, format_exception(exc))
+        else:
+            _report(f"snex: failed to handle a frame of kind {kind}: {describe_exception(exc)}")
 
     def _env(self, env_id: int) -> dict[str, Any] | None:
         if env_id == THROWAWAY_ENV:
@@ -279,8 +380,8 @@ class Connection:
     def _eval(self, req_id: int, body: bytes | bytearray) -> None:
         try:
             env_id, src, file, line, variables = codec.decode(body)
-        except Exception as e:  # noqa: BLE001 - any decode failure is that request's error
-            self.reply_error(req_id, "encode_error", f"cannot build the Python values: {e}", None)
+        except BaseException as e:  # noqa: BLE001 - any decode failure is that request's error
+            self._reply_decode_failure(req_id, e)
             return
         env = self._env(env_id)
         if env is None:
@@ -304,41 +405,60 @@ class Connection:
                 self.tasks[req_id] = task
 
     def _run_sync(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
+        error: BaseException | None = None
+        value = None
         try:
-            exec(code, env)  # noqa: S102 - running the caller's code is the point
+            self._sync_req = req_id  # from here, cancelling it raises in it
+            if req_id != self.cancelled_req:  # not cancelled while it was prepared
+                exec(code, env)  # noqa: S102 - running the caller's code is the point
         except SnexReturn as r:
-            self.reply_ok(req_id, r.value)
+            value = r.value
         except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
-            self._reply_exception(req_id, e)
+            error = e
+        finally:
+            self._sync_req = None
+        if req_id == self.cancelled_req:
+            return  # Elixir has dropped the request: no reply
+        if error is None:
+            self.reply_ok(req_id, value)
         else:
-            self.reply_ok(req_id, None)
+            self._reply_exception(req_id, error)
 
     async def _run_async(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
+        task = asyncio.current_task()
+        if task is not None:  # already there, unless the task started eagerly
+            self.tasks[req_id] = task
         try:
-            result = eval(code, env)  # noqa: S307 - running the caller's code is the point
-            if inspect.iscoroutine(result):
-                await result
-        except SnexReturn as r:
-            self.reply_ok(req_id, r.value)
+            try:
+                if req_id == self.cancelled_req:  # cancelled while it was prepared
+                    return
+                result = eval(code, env)  # noqa: S307 - running the caller's code is the point
+                if inspect.iscoroutine(result):
+                    await result
+            except SnexReturn as r:
+                self.reply_ok(req_id, r.value)
+            except asyncio.CancelledError:
+                pass  # Elixir has dropped the request; no reply.
+            except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
+                self._reply_exception(req_id, e)
+            else:
+                self.reply_ok(req_id, None)
         except asyncio.CancelledError:
-            pass  # Elixir has dropped the request; no reply.
-        except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
-            self._reply_exception(req_id, e)
-        else:
-            self.reply_ok(req_id, None)
+            pass  # cancelled while replying: Elixir does not want the reply
+        except BaseException as e:  # noqa: BLE001 - the reply path must not lose the request
+            self._dispatch_failed(EVAL, req_id, e)
         finally:
             self.tasks.pop(req_id, None)
 
-    def _reply_exception(self, req_id: int, exc: BaseException) -> None:
-        self.reply_error(
-            req_id, "python_runtime_error", str(exc) or type(exc).__name__, format_exception(exc)
-        )
+    def _reply_decode_failure(self, req_id: int, exc: BaseException) -> None:
+        reason = f"cannot build the Python values: {exception_text(exc)}"
+        self.reply_error(req_id, "encode_error", reason, None)
 
     def _make_env(self, req_id: int, body: bytes | bytearray) -> None:
         try:
             new_id, sources, variables = codec.decode(body)
-        except Exception as e:  # noqa: BLE001 - any decode failure is that request's error
-            self.reply_error(req_id, "encode_error", f"cannot build the Python values: {e}", None)
+        except BaseException as e:  # noqa: BLE001 - any decode failure is that request's error
+            self._reply_decode_failure(req_id, e)
             return
         env = dict(self.envs[ROOT_ENV])
         for src_id, mode, names in sources:
@@ -379,13 +499,17 @@ class Connection:
         try:
             ok, value = codec.decode(body)
             outcome: tuple[bool, Any] = (bool(ok), value)
-        except Exception as e:  # noqa: BLE001 - report to the waiting caller
-            outcome = (False, f"cannot decode the call result: {e}")
+        except BaseException as e:  # noqa: BLE001 - report to the waiting caller
+            outcome = (False, f"cannot decode the call result: {exception_text(e)}")
         self.calls.settle(call_id, outcome)
 
     def live_env_count(self) -> int:
         """How many environments exist (the root included)."""
         return len(self.envs)
+
+
+#: The functions that write frames: the cancellation signal handler does not raise in them.
+_FRAME_WRITERS = (Connection.write_frame.__code__,)
 
 
 def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
@@ -401,7 +525,11 @@ def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
 def _write_all(fd: int, parts: list[bytes]) -> None:
     views = [memoryview(p) for p in parts]
     while views:
-        n = os.writev(fd, views)
+        try:
+            n = os.writev(fd, views)
+        except BlockingIOError:  # someone made the fd non-blocking: wait until writable
+            select.select((), (fd,), ())
+            continue
         while views and n >= len(views[0]):
             n -= len(views[0])
             views.pop(0)
@@ -409,12 +537,55 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             views[0] = views[0][n:]
 
 
-def format_exception(exc: BaseException) -> list[str]:
-    """The traceback of `exc` without Snex's own frames."""
-    tb: TracebackType | None = exc.__traceback__
-    while tb is not None and tb.tb_frame.f_code.co_filename.startswith(_PACKAGE_DIR):
-        tb = tb.tb_next
-    return traceback.format_exception(type(exc), exc, tb)
+def _write_failed(exc: BaseException) -> NoReturn:
+    _die(
+        "snex: cannot write to Elixir, the interpreter stops "
+        f"(exit status {EXIT_WRITE_FAILED}): {describe_exception(exc)}",
+        EXIT_WRITE_FAILED,
+    )
+
+
+def _die(message: str, status: int) -> NoReturn:
+    _report(message)
+    os._exit(status)
+
+
+def _report(message: str) -> None:
+    """Writes `message` to stderr (fd 2 directly: ``sys.stderr`` may be anything by now)."""
+    with contextlib.suppress(BaseException):  # nowhere left to report to
+        os.write(2, (message + "\n").encode("utf-8", "replace"))
+
+
+def _encode_failure(exc: BaseException) -> tuple[str, list[str] | None]:
+    """The reason and traceback of an encode error reply for `exc`, raised while encoding."""
+    if isinstance(exc, EncodeError):
+        cause = exc.__cause__
+        return exception_text(exc), None if cause is None else format_exception(cause)
+    return f"Cannot serialize value: {describe_exception(exc)}", format_exception(exc)
+
+
+def _plain_str(text: Any) -> str:
+    if type(text) is str:
+        return text
+    try:
+        return str.__str__(text) if isinstance(text, str) else repr(text)
+    except BaseException:  # noqa: BLE001 - the reason is not essential
+        return "<no reason>"
+
+
+def _plain_lines(lines: Any) -> list[str] | None:
+    if lines is None:
+        return None
+    try:
+        return [_plain_str(line) for line in lines]
+    except BaseException:  # noqa: BLE001 - the traceback is not essential
+        return None
+
+
+#: The error reply used when the real one cannot be encoded (e.g. out of memory).
+_FALLBACK_ERROR = codec.encode(
+    (Atom("internal_error"), "Snex could not build the error reply of this request", None)
+)
 
 
 def connection() -> Connection:
@@ -469,4 +640,8 @@ def main() -> None:
     loop = eager.new_event_loop(_EAGER)
     asyncio.set_event_loop(loop)
     _connection = Connection(loop, read_fd, write_fd)
+    # The handler first: Elixir signals the pid of the HELLO frame, and SIGUSR2 would
+    # otherwise end the process.
+    _connection.cancel_signal().install()
+    _connection.write_frame(HELLO, os.getpid())
     loop.run_forever()

@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import fcntl
 import os
-import pickle
-import struct
-import subprocess
-import sys
+import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
+from support import Peer, frame
 
 from snex.runner import (
     CALL,
@@ -26,62 +22,6 @@ from snex.runner import (
     REPLY_OK,
     parse_read_limit,
 )
-
-PYTHON_DIR = Path(__file__).resolve().parents[1]
-
-
-def frame(kind: int, req_id: int, body: Any = None) -> bytes:
-    data = b"" if body is None else pickle.dumps(body, 5)
-    return struct.pack(">IBQ", 9 + len(data), kind, req_id) + data
-
-
-class Peer:
-    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
-        to_r, self.to_w = os.pipe()
-        self.from_r, from_w = os.pipe()
-
-        def setup() -> None:
-            # Move both above 4 first so that neither is clobbered, then onto 3 and 4.
-            r = fcntl.fcntl(to_r, fcntl.F_DUPFD, 10)
-            w = fcntl.fcntl(from_w, fcntl.F_DUPFD, 10)
-            os.dup2(r, 3)
-            os.dup2(w, 4)
-
-        env = {**os.environ, "PYTHONPATH": str(PYTHON_DIR), **(extra_env or {})}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "snex"], preexec_fn=setup, pass_fds=(3, 4), env=env
-        )
-        os.close(to_r)
-        os.close(from_w)
-        self.next_id = 1
-
-    def send(self, kind: int, req_id: int, body: Any = None) -> None:
-        os.write(self.to_w, frame(kind, req_id, body))
-
-    def _read_exact(self, n: int) -> bytes:
-        out = b""
-        while len(out) < n:
-            chunk = os.read(self.from_r, n - len(out))
-            if not chunk:
-                raise EOFError
-            out += chunk
-        return out
-
-    def recv(self) -> tuple[int, int, Any]:
-        length, kind, req_id = struct.unpack(">IBQ", self._read_exact(13))
-        return kind, req_id, pickle.loads(self._read_exact(length - 9))
-
-    def eval(self, code: str | None, env_id: int = -1, variables: Any = None) -> tuple[int, Any]:
-        req = self.next_id
-        self.next_id += 1
-        self.send(EVAL, req, (env_id, code, "<t>", 0, variables or {}))
-        kind, rid, body = self.recv()
-        assert rid == req
-        return kind, body
-
-    def close(self) -> int:
-        os.close(self.to_w)
-        return self.proc.wait(timeout=10)
 
 
 @pytest.fixture
@@ -233,3 +173,16 @@ def test_parse_read_limit() -> None:
     assert parse_read_limit(None) is None
     assert parse_read_limit("-1") is None
     assert parse_read_limit("lots") is None
+
+
+def test_hello_comes_first_with_the_pid() -> None:
+    """The first frame is HELLO, with the runner's pid (checked in `Peer`), and the SIGUSR2
+    handler is in place by then: a signal right after it does not end the runner."""
+    peer = Peer()
+    try:
+        os.kill(peer.proc.pid, signal.SIGUSR2)
+        assert peer.eval("return 1") == (REPLY_OK, 1)
+        assert peer.close() == 0
+    finally:
+        if peer.proc.poll() is None:
+            peer.proc.kill()

@@ -8,6 +8,9 @@
 //! a process of another machine or container that a `wrap_exec` wrapper talks to.
 
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
 
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::{getpgid, Pid};
@@ -50,6 +53,34 @@ impl Interrupter {
             }
             _ => false,
         }
+    }
+}
+
+/// How long after a cancellation the last signal is sent: a signal that arrives in the instant
+/// before a blocking call (`time.sleep`) starts is only seen when the call returns, so one more
+/// signal a little later catches that case.
+pub const LATE_SIGNAL: Duration = Duration::from_millis(100);
+
+/// Sends `SIGUSR2` through `interrupter` once more after [`LATE_SIGNAL`], from one thread shared
+/// by all interpreters (started on first use). Never blocks.
+pub fn interrupt_later(interrupter: Arc<Interrupter>) {
+    type Due = (Instant, Arc<Interrupter>);
+    static LATER: OnceLock<Mutex<Option<Sender<Due>>>> = OnceLock::new();
+    let sender = LATER.get_or_init(|| {
+        let (tx, rx) = mpsc::channel::<Due>();
+        let started = std::thread::Builder::new()
+            .name("snex-late-signal".into())
+            .spawn(move || {
+                // Every entry waits the same delay, so they arrive in the order they are due.
+                while let Ok((due, target)) = rx.recv() {
+                    std::thread::sleep(due.saturating_duration_since(Instant::now()));
+                    target.interrupt();
+                }
+            });
+        Mutex::new(started.ok().map(|_| tx))
+    });
+    if let Some(tx) = sender.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+        let _ = tx.send((Instant::now() + LATE_SIGNAL, interrupter));
     }
 }
 

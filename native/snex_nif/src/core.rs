@@ -225,12 +225,15 @@ impl Core {
         }
     }
 
-    /// Tells Python to cancel request `id`, interrupting it if it runs synchronously: a signal
-    /// now (so that Python reads a full pipe) and one once the frame is in the pipe.
+    /// Tells Python to cancel request `id`, interrupting it if it runs synchronously (see
+    /// [`snex_core::interrupt`]): a signal now when frames are queued ahead of the `CANCEL` (so
+    /// that Python reads the full pipe), one once the frame is in the pipe, and one a little
+    /// later.
     fn send_cancel(&self, id: u64) {
         let interrupter = self.interrupter.clone();
         let frame = Outgoing::empty(kind::CANCEL, id).after_written(Box::new(move || {
             interrupter.interrupt();
+            snex_core::interrupt::interrupt_later(interrupter);
         }));
         if self.writer.queued().port > 0 {
             self.interrupter.interrupt();
