@@ -5,12 +5,38 @@ defmodule Snex.DropinTest do
   import ExUnit.CaptureIO
   import Snex.Sigils
 
-  alias Snex.Error
+  alias Snex.{Error, Serde}
 
   setup do
     {:ok, i} = start_supervised({Snex.Interpreter, []})
     {:ok, env} = Snex.make_env(i)
     {:ok, interpreter: i, env: env}
+  end
+
+  describe "Snex.Serde.float/1" do
+    test "takes any float, which arrives unchanged as a Python float", %{env: env} do
+      values = [1.5, -0.0, 0.1, 1.0e308, 5.0e-324]
+
+      assert {:ok, [types, bits]} =
+               Snex.pyeval(
+                 env,
+                 "import struct\nreturn [[type(x).__name__ for x in xs], " <>
+                   "[struct.pack('>d', x).hex() for x in xs]]",
+                 %{"xs" => Enum.map(values, &Serde.float/1)}
+               )
+
+      assert types == List.duplicate("float", length(values))
+      assert bits == Enum.map(values, &Base.encode16(<<&1::float>>, case: :lower))
+
+      assert {:ok, -0.0} = Snex.pyeval(env, "return x", %{"x" => Serde.float(-0.0)})
+      assert {:ok, 2.5} = Snex.pyeval(env, "return x * 2", %{"x" => Serde.float(1.25)})
+    end
+
+    test "still takes the special values, and refuses what is not a float" do
+      assert %Serde.Float{value: :nan} = Serde.float(:nan)
+      assert_raise ArgumentError, fn -> Serde.float(1) end
+      assert_raise ArgumentError, fn -> Serde.float(:other) end
+    end
   end
 
   describe "the deprecated :returning option" do
