@@ -5,6 +5,7 @@ Every environment has this package as ``snex`` and its module proxy as ``Elixir`
 
 from . import code, runner
 from .codec import set_custom_encoder
+from .encoding import EncodingOpt, EncodingOpts
 from .interface import call, cast, send
 from .logging_handler import LoggingHandler
 from .proxy import BeamModuleProxy, Elixir
@@ -18,6 +19,8 @@ __all__ = [
     "Elixir",
     "ElixirError",
     "EncodeError",
+    "EncodingOpt",
+    "EncodingOpts",
     "LoggingHandler",
     "Term",
     "call",

@@ -39,6 +39,136 @@ defmodule Snex.DropinTest do
     end
   end
 
+  describe "result_encoding_opts" do
+    test "snex.EncodingOpt and snex.EncodingOpts", %{env: env} do
+      code = """
+      import enum, typing
+      E = snex.EncodingOpt
+      enums = [E.BinaryAs, E.SetAs, E.AtomAs]
+      return [
+          [[m.name for m in e] for e in enums],
+          all(isinstance(m, str) and isinstance(m, enum.Enum) for e in enums for m in e),
+          all(type(m.value) is snex.Atom and m == m.value for e in enums for m in e),
+          sorted(snex.EncodingOpts.__optional_keys__),
+          sorted(snex.EncodingOpts.__required_keys__),
+          snex.EncodingOpts(binary_as=E.BinaryAs.BYTES) == {"binary_as": "bytes"},
+          E.AtomAs.DISTINCT_ATOM.value,
+      ]
+      """
+
+      assert {:ok, [names, true, true, optional, [], true, :distinct_atom]} =
+               Snex.pyeval(env, code)
+
+      assert names == [
+               ["STR", "BYTES", "BYTEARRAY"],
+               ["SET", "FROZENSET"],
+               ["ATOM", "DISTINCT_ATOM"]
+             ]
+
+      assert optional == ["atom_as", "binary_as", "set_as"]
+    end
+
+    test "the enums are StrEnums where Python has enum.StrEnum", %{env: env} do
+      code = """
+      import enum
+      if not hasattr(enum, "StrEnum"):
+          return True
+      return all(issubclass(e, enum.StrEnum)
+                 for e in [snex.EncodingOpt.BinaryAs, snex.EncodingOpt.SetAs,
+                           snex.EncodingOpt.AtomAs])
+      """
+
+      assert {:ok, true} = Snex.pyeval(env, code)
+    end
+
+    test "snex.call and Elixir.* calls encode their result with them" do
+      # The interpreter's own options say binaries are bytes: the calls override them.
+      {:ok, i} =
+        start_supervised(
+          {Snex.Interpreter, encoding_opts: [binary_as: :bytes]},
+          id: :bytes_interpreter
+        )
+
+      code = """
+      E, Opts = snex.EncodingOpt, snex.EncodingOpts
+      default = await snex.call("erlang", "list_to_binary", [[104, 105]])
+      as_str = await snex.call("erlang", "list_to_binary", [[104, 105]],
+                               result_encoding_opts=Opts(binary_as=E.BinaryAs.STR))
+      as_bytearray = await snex.call("erlang", "list_to_binary", [[104, 105]],
+                                     result_encoding_opts={"binary_as": "bytearray"})
+      frozen = await Elixir.MapSet.new([1, 2], result_encoding_opts=Opts(set_as=E.SetAs.FROZENSET))
+      plain = await Elixir.MapSet.new([1, 2])
+      distinct = await snex.BeamModuleProxy("erlang").binary_to_atom(
+          "ok", result_encoding_opts=Opts(atom_as=E.AtomAs.DISTINCT_ATOM))
+      return [type(v).__name__ for v in [default, as_str, as_bytearray, frozen, plain, distinct]]
+      """
+
+      assert {:ok, types} = Snex.pyeval(i, code)
+      assert types == ["bytes", "str", "bytearray", "frozenset", "set", "DistinctAtom"]
+    end
+
+    test "an unknown option or value raises in Python", %{env: env} do
+      for opts <- [~s({"binary_as": "text"}), ~s({"binary": "bytes"})] do
+        assert {:error, %Error{code: :python_runtime_error, reason: reason}} =
+                 Snex.pyeval(
+                   env,
+                   "await snex.call('erlang', 'abs', [1], result_encoding_opts=#{opts})"
+                 )
+
+        assert reason =~ "encoding option"
+      end
+    end
+  end
+
+  describe "snex.send destinations" do
+    test "a pid, a registered name as Atom or str", %{env: env} do
+      name = :"snex_dropin_#{System.unique_integer([:positive])}"
+      Process.register(self(), name)
+
+      {:ok, nil} =
+        Snex.pyeval(
+          env,
+          """
+          await snex.send(me, "to pid")
+          await snex.send(name, "to Atom name")
+          await snex.send(str(name), "to str name")
+          """,
+          %{"me" => self(), "name" => name}
+        )
+
+      assert_receive "to pid"
+      assert_receive "to Atom name"
+      assert_receive "to str name"
+    end
+
+    test "(name, node) with the node as Atom, str or snex.Term", %{env: env} do
+      name = :"snex_dropin_#{System.unique_integer([:positive])}"
+      Process.register(self(), name)
+
+      {:ok, nil} =
+        Snex.pyeval(
+          env,
+          """
+          await snex.send((name, node), "node as Atom")
+          await snex.send((name, str(node)), "node as str")
+          await snex.send((str(name), node_term), "node as Term")
+          """,
+          %{"name" => name, "node" => node(), "node_term" => Serde.term(node())}
+        )
+
+      assert_receive "node as Atom"
+      assert_receive "node as str"
+      assert_receive "node as Term"
+    end
+
+    test "anything else raises TypeError in Python", %{env: env} do
+      assert {:error, %Error{code: :python_runtime_error, reason: reason}} =
+               Snex.pyeval(env, "await snex.send(42, 'x')")
+
+      assert reason =~ "snex.send needs a pid"
+    end
+  end
+
   describe "the deprecated :returning option" do
     test "a list of expressions gives a list of values, with a deprecation warning", %{
       env: env
