@@ -10,7 +10,7 @@ from .interface import call, cast, send
 from .logging_handler import LoggingHandler
 from .proxy import BeamModuleProxy, Elixir
 from .types import Atom, DistinctAtom, ElixirError, EncodeError, Term
-from .workers import connect, io_loop_for_connection, serve
+from .workers import connect, io_loop_for_connection, listen, serve, serve_forever
 
 __all__ = [
     "Atom",
@@ -28,8 +28,10 @@ __all__ = [
     "code",
     "connect",
     "io_loop_for_connection",
+    "listen",
     "runner",
     "send",
     "serve",
+    "serve_forever",
     "set_custom_encoder",
 ]
