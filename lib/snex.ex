@@ -134,6 +134,12 @@ defmodule Snex do
     * `:timeout` - milliseconds or `:infinity` (default 5 000). On timeout the Python task is
       cancelled (`asyncio.CancelledError` at its next `await`).
     * `:encoding_opts` - for `vars` (see `Snex.Serde`).
+    * `:returning` - deprecated (Snex 0.4): a Python expression, or a list of them, evaluated
+      after the code; the result is its value (a list of values for a list). Warns on use;
+      end the code with `return` instead.
+
+  Other options, and code that is not a string, a `Snex.Code` or `nil` (a charlist, say),
+  raise `ArgumentError`.
   """
   @spec pyeval(
           Env.t() | interpreter(),
