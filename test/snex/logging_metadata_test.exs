@@ -135,9 +135,11 @@ defmodule Snex.LoggingMetadataTest do
   test "in an asyncio task: the task's name where Python records it", %{env: env} do
     {_level, meta, record} = log(env, "meta task", "", "task")
 
+    # Python 3.12+ records the task's name (with eager tasks, the name it had when its first
+    # step ran: CPython names a task after that step); older Pythons do not.
     case record["task_name"] do
       nil -> refute Map.has_key?(meta, :python_task_name)
-      name -> assert meta[:python_task_name] == name and name == "snex-meta-task"
+      name -> assert meta[:python_task_name] == name
     end
   end
 
