@@ -16,7 +16,7 @@ defmodule Snex do
   `ArgumentError`.
   """
 
-  alias Snex.{Env, Error, Request, Target}
+  alias Snex.{Env, Error, Request, Returning, Target}
   alias Snex.Serde.EncodingOpts
 
   @type interpreter :: GenServer.server()
@@ -134,6 +134,12 @@ defmodule Snex do
     * `:timeout` - milliseconds or `:infinity` (default 5 000). On timeout the Python task is
       cancelled (`asyncio.CancelledError` at its next `await`).
     * `:encoding_opts` - for `vars` (see `Snex.Serde`).
+    * `:returning` - deprecated (Snex 0.4): a Python expression, or a list of them, evaluated
+      after the code; the result is its value (a list of values for a list). Warns on use;
+      end the code with `return` instead.
+
+  Other options, and code that is not a string, a `Snex.Code` or `nil` (a charlist, say),
+  raise `ArgumentError`.
   """
   @spec pyeval(
           Env.t() | interpreter(),
@@ -144,8 +150,10 @@ defmodule Snex do
           {:ok, term()} | {:error, Error.t()}
   def pyeval(target, code \\ nil, vars \\ %{}, opts \\ [])
 
-  def pyeval(target, opts, %{} = vars, []) when is_list(opts) and map_size(vars) == 0,
-    do: pyeval(target, nil, %{}, opts)
+  def pyeval(target, opts, %{} = vars, []) when is_list(opts) and map_size(vars) == 0 do
+    check_opts_not_code!(opts)
+    pyeval(target, nil, %{}, opts)
+  end
 
   def pyeval(target, vars, opts, []) when is_map(vars) and not is_struct(vars) and is_list(opts),
     do: pyeval(target, nil, vars, opts)
@@ -158,7 +166,9 @@ defmodule Snex do
 
   def pyeval(target, code, vars, opts) when is_map(vars) and is_list(opts) do
     check_vars!(vars)
+    check_pyeval_opts!(opts)
     {src, file, line} = code_parts!(code)
+    src = Returning.append(src, Keyword.get(opts, :returning))
     timeout = Keyword.get(opts, :timeout, @default_timeout)
     encoding = encoding_opts(opts)
 
@@ -176,7 +186,9 @@ defmodule Snex do
         )
 
       {:remote, node} ->
-        remote(node, :pyeval, [target, code, vars, opts], timeout)
+        # The code already holds the `:returning` expressions.
+        code = if src, do: %Snex.Code{src: src, file: file, line: line}
+        remote(node, :pyeval, [target, code, vars, Keyword.delete(opts, :returning)], timeout)
 
       :gone ->
         gone()
@@ -229,7 +241,65 @@ defmodule Snex do
   def call(target, module, function, args \\ [], opts \\ []),
     do: Snex.DirectCall.call(target, module, function, args, opts)
 
+  @doc """
+  Like `pyeval/4`, but returns the value itself and raises the `Snex.Error` of a failure.
+  """
+  @spec pyeval!(
+          Env.t() | interpreter(),
+          code() | vars() | keyword(),
+          vars() | keyword(),
+          keyword()
+        ) :: term()
+  def pyeval!(target, code \\ nil, vars \\ %{}, opts \\ []) do
+    case pyeval(target, code, vars, opts) do
+      {:ok, value} -> value
+      {:error, %Error{} = error} -> raise error
+    end
+  end
+
+  @doc """
+  Like `make_env/3`, but returns the env itself and raises the `Snex.Error` of a failure.
+  """
+  @spec make_env!(interpreter() | keyword() | vars(), vars() | keyword(), keyword()) :: Env.t()
+  def make_env!(interpreter_or_opts, vars_or_opts \\ %{}, opts \\ []) do
+    case make_env(interpreter_or_opts, vars_or_opts, opts) do
+      {:ok, env} -> env
+      {:error, %Error{} = error} -> raise error
+    end
+  end
+
   ## Helpers
+
+  @pyeval_opts [:timeout, :encoding_opts, :returning]
+
+  # A list where the code goes is taken for options only when it is a keyword list: a charlist
+  # (or any other list) is a mistaken code argument.
+  defp check_opts_not_code!(opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError,
+            "code must be a string, a Snex.Code or nil, got: #{inspect(opts)}" <>
+              if(opts != [] and List.ascii_printable?(opts),
+                do: " (a charlist: use a string)",
+                else: ""
+              )
+    end
+  end
+
+  defp check_pyeval_opts!(opts) do
+    unless Keyword.keyword?(opts) do
+      raise ArgumentError, "Snex.pyeval options must be a keyword list, got: #{inspect(opts)}"
+    end
+
+    case Keyword.keys(opts) -- @pyeval_opts do
+      [] ->
+        :ok
+
+      unknown ->
+        raise ArgumentError,
+              "unknown option(s) #{inspect(unknown)} for Snex.pyeval; " <>
+                "known options: #{inspect(@pyeval_opts)}"
+    end
+  end
 
   defp code_parts!(nil), do: {nil, "<Snex.Code>", 0}
   defp code_parts!(src) when is_binary(src), do: {src, "<Snex.Code>", 0}

@@ -20,17 +20,28 @@ defmodule Snex.Env do
 
   @doc """
   Keeps the environment alive after the last reference to it is gone; free it with
-  `Snex.destroy_env/1`. Returns the env. Call it on the node that made the env (envs made
-  from another node have garbage collection disabled already).
+  `Snex.destroy_env/1`. Returns the env.
+
+  Works from any node: called away from the env's home node (the node of its interpreter,
+  where its references are counted), it asks the home node. An env whose references were all
+  gone already has been freed, and stays so.
   """
   @spec disable_gc(t()) :: t()
-  def disable_gc(%__MODULE__{ref: ref} = env) do
-    unless Snex.Native.is_env(ref) do
-      raise ArgumentError, "disable_gc/1 must be called on the node that made the env"
+  def disable_gc(%__MODULE__{ref: ref, interpreter: pid} = env) do
+    cond do
+      Snex.Native.is_env(ref) -> Snex.Native.disable_gc(ref)
+      node(pid) != node() -> disable_gc_on(node(pid), env)
+      true -> :ok
     end
 
-    Snex.Native.disable_gc(ref)
     env
+  end
+
+  # A node that cannot be reached holds the env's interpreter: nothing to keep alive from here.
+  defp disable_gc_on(home, env) do
+    :erpc.call(home, __MODULE__, :disable_gc, [env])
+  catch
+    _kind, _reason -> :ok
   end
 end
 

@@ -1,8 +1,8 @@
 defmodule Snex.PythonLogger do
   @moduledoc """
   The Elixir end of `snex.LoggingHandler`: Python log records arrive here (as casts) and go to
-  `Logger` with the mapped level, the Python source location and timestamp, and metadata keys
-  prefixed with `python_`.
+  `Logger` at the matching level, with the metadata the handler built (keys as they are, see
+  below).
 
   Each record also says which interpreter it comes from: `snex_interpreter` (the interpreter's
   pid), `snex_os_pid` (its Python's OS pid) and `snex_label` (its `:label`; a custom
@@ -13,8 +13,15 @@ defmodule Snex.PythonLogger do
   In Python:
 
       import logging, snex
-      logging.getLogger().addHandler(snex.LoggingHandler())
+      logging.getLogger().addHandler(snex.LoggingHandler(default_metadata={"request": 7}))
       logging.warning("disk %s is %d%% full", "/", 93)
+
+  Metadata: the handler's `default_metadata`; `application: :snex` and `domain:
+  [:snex, :python]` unless given there; `file`, `line`, `time` (µs since the epoch, the time of
+  the Python record), `python_logger_name`, `python_log_level` (`"WARNING"`), `python_module`,
+  `python_function`, and when set `python_process_id`, `python_thread_id`,
+  `python_thread_name`, `python_task_name`, `python_exception` (the exception's class name);
+  then the record's attributes named in `extra_metadata_keys`.
   """
   require Logger
 
@@ -25,31 +32,14 @@ defmodule Snex.PythonLogger do
   @spec log(map()) :: :ok
   def log(%{} = record) do
     level = if record[:level] in @levels, do: record[:level], else: :info
-    Logger.log(level, to_string(record[:message] || ""), metadata(record))
+    # bare_log: the metadata is Python's, without the location of this function.
+    Logger.bare_log(level, to_string(record[:message] || ""), metadata(record))
   end
 
   defp metadata(record) do
-    base = [
-      file: record[:file],
-      line: record[:line],
-      function: record[:function],
-      python_logger: record[:logger],
-      python_thread: record[:thread],
-      python_process: record[:process],
-      python_level: record[:levelname]
-    ]
-
-    time =
-      case record[:time_us] do
-        us when is_integer(us) -> [time: us]
-        _ -> []
-      end
-
-    extra =
-      for {key, value} <- Map.get(record, :metadata) || %{} do
-        {:"python_#{key}", value}
-      end
-
-    Enum.reject(base ++ time ++ extra, fn {_, v} -> is_nil(v) end)
+    case Map.get(record, :metadata) do
+      %{} = metadata -> for {key, value} <- metadata, is_atom(key), do: {key, value}
+      _ -> []
+    end
   end
 end

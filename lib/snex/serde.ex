@@ -9,7 +9,7 @@ defmodule Snex.Serde do
   | `nil`, `true`, `false` | `None`, `True`, `False` |
   | other atoms | `snex.Atom` (a `str` subclass equal to its name); `snex.DistinctAtom` with `atom_as: :distinct_atom` |
   | integers | `int` (any size) |
-  | floats | `float`, bit-exact; `float/1` gives `inf`, `-inf` and `nan` |
+  | floats | `float`, bit-exact; `float/1` takes any float, and gives `inf`, `-inf` and `nan` |
   | binaries | `str` (must be UTF-8); `bytes` or `bytearray` with `binary_as:`; `binary/2` per value |
   | lists, tuples, maps | `list`, `tuple`, `dict` (improper lists: `snex.Term`) |
   | `MapSet` | `set`, or `frozenset` with `set_as: :frozenset` |
@@ -40,10 +40,10 @@ defmodule Snex.Serde do
   @type special_float :: :inf | :"-inf" | :nan
 
   defmodule Float do
-    @moduledoc "A special float value for Python (see `Snex.Serde.float/1`)."
+    @moduledoc "A float for Python, special values included (see `Snex.Serde.float/1`)."
     @enforce_keys [:value]
     defstruct [:value]
-    @type t :: %__MODULE__{value: Snex.Serde.special_float()}
+    @type t :: %__MODULE__{value: float() | Snex.Serde.special_float()}
   end
 
   defmodule Binary do
@@ -67,12 +67,21 @@ defmodule Snex.Serde do
     @type t :: %__MODULE__{value: term()}
   end
 
-  @doc "`float(\"inf\")`, `float(\"-inf\")` or `float(\"nan\")` in Python."
-  @spec float(special_float()) :: Float.t()
-  def float(value) when value in [:inf, :"-inf", :nan], do: %Float{value: value}
+  @doc """
+  A Python `float`: any Elixir float (unchanged, bit-exact), or `float("inf")`,
+  `float("-inf")` or `float("nan")` for `:inf`, `:"-inf"` and `:nan`, which Elixir floats
+  cannot hold.
+  """
+  @spec float(float() | special_float()) :: Float.t()
+  def float(value) when is_float(value) or value in [:inf, :"-inf", :nan],
+    do: %Float{value: value}
 
   def float(other),
-    do: raise(ArgumentError, "expected :inf, :\"-inf\" or :nan, got: #{inspect(other)}")
+    do:
+      raise(
+        ArgumentError,
+        "expected a float, :inf, :\"-inf\" or :nan, got: #{inspect(other)}"
+      )
 
   @doc """
   Sends `iodata` as a Python `str` (must be UTF-8), `bytes` or `bytearray`, whatever the

@@ -11,11 +11,12 @@ _check_python_version()
 # The rest is imported only once the Python is known to be recent enough.
 from . import code, direct, runner, streams
 from .codec import set_custom_encoder
+from .encoding import EncodingOpt, EncodingOpts
 from .interface import call, cast, send
 from .logging_handler import LoggingHandler
 from .proxy import BeamModuleProxy, Elixir
 from .types import Atom, DistinctAtom, ElixirError, EncodeError, Term
-from .workers import connect, io_loop_for_connection, serve
+from .workers import connect, io_loop_for_connection, listen, serve, serve_forever
 
 __all__ = [
     "Atom",
@@ -24,6 +25,8 @@ __all__ = [
     "Elixir",
     "ElixirError",
     "EncodeError",
+    "EncodingOpt",
+    "EncodingOpts",
     "LoggingHandler",
     "Term",
     "call",
@@ -32,9 +35,11 @@ __all__ = [
     "connect",
     "direct",
     "io_loop_for_connection",
+    "listen",
     "runner",
     "send",
     "serve",
+    "serve_forever",
     "set_custom_encoder",
     "streams",
 ]

@@ -8,10 +8,11 @@ that awaits it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import codec
+from . import codec, encoding
+from .encoding import EncodingOpts
 from .runner import CALL, CAST, SEND, link
 from .types import Atom, Term
 
@@ -26,16 +27,26 @@ def _atom(name: Name) -> Atom:
     raise TypeError(f"expected a str or snex.Atom name, got {type(name).__qualname__}")
 
 
-def _node(node: Name | None) -> Atom | None:
-    return None if node is None else _atom(node)
+def _node(node: Name | Term | None) -> Atom | Term | None:
+    if node is None or isinstance(node, Term):
+        return node
+    return _atom(node)
 
 
 def _target(to: Any) -> Any:
+    """`to` as ``Kernel.send/2`` takes it once decoded: a pid (``snex.Term``), a registered
+    name, or ``(name, node)`` with the node a ``snex.Term``, an ``Atom`` or a ``str``."""
     if isinstance(to, Term):
         return to
     if isinstance(to, tuple) and len(to) == 2:
-        return (_atom(to[0]), _atom(to[1]))
-    return _atom(to)
+        name, node = to
+        return (_atom(name), node if isinstance(node, Term) else _atom(node))
+    if isinstance(to, str):
+        return _atom(to)
+    raise TypeError(
+        "snex.send needs a pid (snex.Term), a registered name (snex.Atom or str) or "
+        f"a (name, node) tuple, got {type(to).__qualname__}"
+    )
 
 
 def send_now(to: Any, data: Any) -> None:
@@ -43,18 +54,23 @@ def send_now(to: Any, data: Any) -> None:
     link().write_frame(SEND, 0, codec.encode((_target(to), data)))
 
 
-def cast_now(module: Name, function: Name, args: Iterable[Any], node: Name | None = None) -> None:
+def cast_now(
+    module: Name, function: Name, args: Iterable[Any], node: Name | Term | None = None
+) -> None:
     """``apply(module, function, args)`` in a new BEAM process, without awaiting."""
     body = codec.encode((_atom(module), _atom(function), list(args), _node(node)))
     link().write_frame(CAST, 0, body)
 
 
 async def send(to: Any, data: Any) -> None:
-    """``Kernel.send(to, data)``: `to` is a pid (``snex.Term``), a name, or ``(name, node)``."""
+    """``Kernel.send(to, data)``: `to` is a pid (``snex.Term``), a registered name (``Atom``
+    or ``str``), or ``(name, node)`` with the node a ``snex.Term``, an ``Atom`` or a ``str``."""
     send_now(to, data)
 
 
-async def cast(module: Name, function: Name, args: Iterable[Any], node: Name | None = None) -> None:
+async def cast(
+    module: Name, function: Name, args: Iterable[Any], node: Name | Term | None = None
+) -> None:
     """``apply(module, function, args)`` in a new BEAM process (on `node`); fire and forget."""
     cast_now(module, function, args, node)
 
@@ -63,18 +79,19 @@ async def call(
     module: Name,
     function: Name,
     args: Iterable[Any],
-    node: Name | None = None,
-    result_encoding_opts: dict[Any, Any] | None = None,
+    node: Name | Term | None = None,
+    result_encoding_opts: EncodingOpts | Mapping[str, Any] | None = None,
 ) -> Any:
     """``apply(module, function, args)`` in a new BEAM process (on `node`), returning its
     result. An Elixir raise, throw or exit raises `snex.ElixirError`.
+
+    `result_encoding_opts` (``snex.EncodingOpts``, or a dict of strings) override the
+    interpreter's encoding options for the result.
     """
+    opts = encoding.to_wire(result_encoding_opts)
     conn = link()
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Any] = loop.create_future()
-    opts = None
-    if result_encoding_opts is not None:
-        opts = {_atom(k): _atom(v) for k, v in result_encoding_opts.items()}
     body = codec.encode((_atom(module), _atom(function), list(args), _node(node), opts))
     call_id = conn.register_call(fut, loop)
     try:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from typing import Any
 
+from .encoding import EncodingOpts
 from .interface import call, cast
 
 
@@ -13,7 +14,8 @@ class BeamModuleProxy:
 
     Attributes that start with an upper-case letter are nested modules
     (``Elixir.String.Chars``); others are functions. A function called with ``cast=True`` is a
-    cast; ``node=`` runs it on another node.
+    cast; ``node=`` runs it on another node; ``result_encoding_opts=`` (``snex.EncodingOpts``)
+    override the interpreter's encoding options for its result.
     """
 
     __slots__ = ("_name",)
@@ -46,10 +48,22 @@ class _BeamFunction:
         self._module = module
         self._function = function
 
-    def __call__(self, *args: Any, cast: bool = False, node: str | None = None) -> Awaitable[Any]:
+    def __call__(
+        self,
+        *args: Any,
+        cast: bool = False,
+        node: str | None = None,
+        result_encoding_opts: EncodingOpts | Mapping[str, Any] | None = None,
+    ) -> Awaitable[Any]:
         if cast:
             return _cast(self._module, self._function, args, node)
-        return call(self._module, self._function, list(args), node=node)
+        return call(
+            self._module,
+            self._function,
+            list(args),
+            node=node,
+            result_encoding_opts=result_encoding_opts,
+        )
 
     def __repr__(self) -> str:
         return f"<BEAM function {self._module}.{self._function}>"

@@ -595,8 +595,8 @@ def connection() -> Connection:
     return _connection
 
 
-def set_link(link: Link) -> None:
-    """Uses `link` for ``send``, ``cast`` and ``call`` of this (worker) process."""
+def set_link(link: Link | None) -> None:
+    """Uses `link` for ``send``, ``cast`` and ``call`` of this (worker) process; None: none."""
     global _link
     _link = link
 
@@ -607,12 +607,12 @@ def link() -> Link:
     if current is None:
         raise RuntimeError(
             "snex is not connected to the BEAM in this process: in a worker process, "
-            "call snex.connect(address) with an address from snex.serve()"
+            "use snex.serve(reader, writer) on a connection to snex.io_loop_for_connection"
         )
     if current.pid != os.getpid():
         raise RuntimeError(
             "this process was forked from a Snex interpreter and cannot reuse its link to the "
-            "BEAM: call snex.connect(address) with an address from snex.serve()"
+            "BEAM: use snex.serve(reader, writer) on a connection to snex.io_loop_for_connection"
         )
     return current
 

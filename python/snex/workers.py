@@ -1,49 +1,51 @@
 """Other Python processes (multiprocessing workers, sub-servers) talking to the BEAM through
-the interpreter.
+the interpreter, over any asyncio stream (a Unix socket, a TCP connection, a pipe).
 
-In the interpreter::
+In the interpreter, serve connections with ``io_loop_for_connection``::
 
-    address = await snex.serve()            # a Unix socket, served on the interpreter's loop
+    server = await asyncio.start_unix_server(snex.io_loop_for_connection, path=path)
 
-In a worker process (spawn or forkserver)::
+In the other process (for instance a multiprocessing worker started with ``forkserver``)::
 
-    snex.connect(address)
-    asyncio.run(snex.call("erlang", "abs", [-1]))
+    reader, writer = await asyncio.open_unix_connection(path)
+    async with snex.serve(reader, writer):
+        await snex.call("erlang", "abs", [-1])
 
-The worker's ``send``, ``cast`` and ``call`` travel as frames to the interpreter, which relays
-them to the BEAM (and relays call results back).
+or ``await snex.serve_forever(reader, writer, on_ready=...)`` to serve until the interpreter
+closes the connection. The process's ``send``, ``cast`` and ``call`` travel as frames to the
+interpreter, which relays them to the BEAM (and relays call results back); they work from any
+thread of that process while it serves.
+
+``listen()`` and ``connect(address)`` are the same over a Unix socket path, for code that is not
+async (``connect`` serves on a thread of its own).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import inspect
 import os
-import socket
 import struct
 import tempfile
 import threading
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 from . import codec, runner
 from .runner import CALL, CALL_RESULT, CAST, SEND
 
 _HEADER = struct.Struct(">IBQ")
-
-
-async def serve(path: str | None = None) -> str:
-    """Listens on a Unix socket for worker processes; returns its address."""
-    if path is None:
-        path = os.path.join(tempfile.mkdtemp(prefix="snex-"), "workers.sock")
-    await asyncio.start_unix_server(io_loop_for_connection, path=path)
-    return path
+_CLOSED = "the connection to the Snex interpreter is closed"
 
 
 async def io_loop_for_connection(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter
 ) -> None:
-    """Relays one worker's frames to the BEAM until it disconnects."""
-    conn = runner.connection()
+    """Relays one process's frames to the BEAM until it disconnects: the callback of
+    ``asyncio.start_unix_server`` (or ``start_server``) in the interpreter."""
+    conn = runner.link()
     loop = asyncio.get_running_loop()
     try:
         while True:
@@ -65,7 +67,7 @@ async def io_loop_for_connection(
 
 
 def _relay_result(writer: asyncio.StreamWriter, worker_id: int, fut: asyncio.Future[Any]) -> None:
-    if fut.cancelled():
+    if fut.cancelled() or writer.is_closing():
         return
     exc = fut.exception()
     outcome = (False, str(exc)) if exc is not None else (True, fut.result())
@@ -73,50 +75,167 @@ def _relay_result(writer: asyncio.StreamWriter, worker_id: int, fut: asyncio.Fut
     writer.write(_HEADER.pack(9 + len(body), CALL_RESULT, worker_id) + body)
 
 
-class WorkerLink:
-    """A worker process's link to the BEAM, through an interpreter's socket."""
+class StreamLink:
+    """This process's link to the BEAM through a stream connected to an interpreter."""
 
-    def __init__(self, address: str) -> None:
-        """Connects to `address` (from `serve`) and starts reading call results."""
+    def __init__(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop) -> None:
+        """Writes frames to `writer`, on `loop` (the loop that serves the connection)."""
         self.pid = os.getpid()
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self._sock.connect(address)
-        self._write_lock = threading.Lock()
         self.calls = runner.CallTable()
-        threading.Thread(target=self._read_loop, name="snex-worker-link", daemon=True).start()
+        self._writer = writer
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: set[int] = set()
+        self._closed = False
 
     def write_frame(self, kind: int, req_id: int, body: bytes = b"") -> None:
-        """Writes one frame; safe from any thread."""
-        with self._write_lock:
-            self._sock.sendall(_HEADER.pack(9 + len(body), kind, req_id) + body)
+        """Writes one frame; safe from any thread (other threads hand it to the loop)."""
+        if self._closed:
+            raise RuntimeError(_CLOSED)
+        data = _HEADER.pack(9 + len(body), kind, req_id) + body
+        if asyncio._get_running_loop() is self._loop:
+            self._writer.write(data)
+        else:
+            self._loop.call_soon_threadsafe(self._write, data)
+
+    def _write(self, data: bytes) -> None:
+        if not self._writer.is_closing():
+            self._writer.write(data)
 
     def register_call(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> int:
         """Registers a future for a call's result before the call is written."""
-        return self.calls.register(fut, loop)
+        call_id = self.calls.register(fut, loop)
+        with self._lock:
+            self._pending.add(call_id)
+        return call_id
 
     def forget_call(self, call_id: int) -> None:
-        """Drops a call whose caller is gone."""
+        """Drops a call whose caller is gone (or that got its result)."""
+        with self._lock:
+            self._pending.discard(call_id)
         self.calls.forget(call_id)
 
-    def _recv_exact(self, n: int) -> bytes:
-        data = b""
-        while len(data) < n:
-            chunk = self._sock.recv(n - len(data))
-            if not chunk:
-                raise ConnectionError("the interpreter closed the worker link")
-            data += chunk
-        return data
-
-    def _read_loop(self) -> None:
+    def settle(self, call_id: int, body: bytes) -> None:
+        """Resolves a call with the result the interpreter relayed."""
         try:
-            while True:
-                length, _kind, call_id = _HEADER.unpack(self._recv_exact(13))
-                ok, value = codec.decode(self._recv_exact(length - 9))
-                self.calls.settle(call_id, (bool(ok), value))
-        except (ConnectionError, OSError):
+            ok, value = codec.decode(body)
+            outcome: tuple[bool, Any] = (bool(ok), value)
+        except Exception as e:  # noqa: BLE001 - report to the waiting caller
+            outcome = (False, f"cannot decode the call result: {e}")
+        self.calls.settle(call_id, outcome)
+
+    def close(self) -> None:
+        """Stops writing; calls still waiting fail with `snex.ElixirError`."""
+        self._closed = True
+        with self._lock:
+            pending, self._pending = self._pending, set()
+        for call_id in pending:
+            self.calls.settle(call_id, (False, _CLOSED))
+
+
+async def _read_results(reader: asyncio.StreamReader, link: StreamLink) -> None:
+    """Reads call results until the interpreter closes the connection."""
+    try:
+        while True:
+            length, kind, call_id = _HEADER.unpack(await reader.readexactly(13))
+            body = await reader.readexactly(length - 9)
+            if kind == CALL_RESULT:
+                link.settle(call_id, body)
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+
+
+def _check_not_running() -> None:
+    try:
+        runner.link()
+    except RuntimeError:
+        return  # neither the interpreter nor serving: free to serve
+    raise RuntimeError("Snex is already running!")
+
+
+@contextlib.asynccontextmanager
+async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncIterator[None]:
+    """Inside the block, ``snex.send``, ``cast`` and ``call`` of this process go through the
+    interpreter at the other end of `reader`/`writer` (served there by
+    ``io_loop_for_connection``). Raises ``RuntimeError("Snex is already running!")`` when this
+    process already serves, or is an interpreter. The stream stays open after the block."""
+    _check_not_running()
+    link = StreamLink(writer, asyncio.get_running_loop())
+    runner.set_link(link)
+    reading = asyncio.ensure_future(_read_results(reader, link))
+    try:
+        yield
+    finally:
+        reading.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await reading
+        link.close()
+        runner.set_link(None)
+
+
+async def serve_forever(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    on_ready: Callable[[], Any] | None = None,
+) -> None:
+    """Serves like `serve` until the interpreter closes the connection (EOF). `on_ready` is
+    called once ``send``, ``cast`` and ``call`` work; if it returns an awaitable, that is
+    awaited while serving (its exception ends serving and is raised here)."""
+    _check_not_running()
+    link = StreamLink(writer, asyncio.get_running_loop())
+    runner.set_link(link)
+    try:
+        if on_ready is None:
+            await _read_results(reader, link)
             return
+        reading = asyncio.ensure_future(_read_results(reader, link))
+        try:
+            result = on_ready()
+            if inspect.isawaitable(result):
+                await result
+            await reading
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+    finally:
+        link.close()
+        runner.set_link(None)
+
+
+async def listen(path: str | None = None) -> str:
+    """In the interpreter: serves ``io_loop_for_connection`` on a Unix socket at `path` (a new
+    temporary one by default); returns the path, for `connect`."""
+    if path is None:
+        path = os.path.join(tempfile.mkdtemp(prefix="snex-"), "workers.sock")
+    await asyncio.start_unix_server(io_loop_for_connection, path=path)
+    return path
 
 
 def connect(address: str) -> None:
-    """Makes ``send``, ``cast`` and ``call`` of this (worker) process go through `address`."""
-    runner.set_link(WorkerLink(address))
+    """In another process: `serve_forever` over the Unix socket `address` (from `listen`), on a
+    thread of its own, so that synchronous code can use ``asyncio.run(snex.call(...))``.
+    Returns once serving; raises what stopped it from serving."""
+    ready = threading.Event()
+    failure: list[BaseException] = []
+
+    async def run() -> None:
+        reader, writer = await asyncio.open_unix_connection(address)
+        try:
+            await serve_forever(reader, writer, on_ready=ready.set)
+        finally:
+            writer.close()
+
+    def thread_main() -> None:
+        try:
+            asyncio.run(run())
+        except BaseException as e:  # noqa: BLE001 - handed to the caller of connect
+            failure.append(e)
+        finally:
+            ready.set()
+
+    threading.Thread(target=thread_main, name="snex-link", daemon=True).start()
+    ready.wait()
+    if failure:
+        raise failure[0]

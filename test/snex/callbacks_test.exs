@@ -198,8 +198,8 @@ defmodule Snex.CallbacksTest do
         assert Enum.map(events, &elem(&1, 1)) == ["dbg", "inf 1", "wrn", "err", "crit"]
 
         for {_, _, meta} <- events do
-          assert meta[:python_logger] == "snex_test"
-          assert meta[:python_app] == "demo"
+          assert meta[:python_logger_name] == "snex_test"
+          assert meta[:app] == "demo"
         end
       end)
     end

@@ -39,7 +39,7 @@ defmodule Snex.WorkersTest do
       import asyncio, multiprocessing, sys
       sys.path.insert(0, dir)
       import snex_worker_job
-      address = await snex.serve()
+      address = await snex.listen()
       ctx = multiprocessing.get_context(method)
       with ctx.Pool(1) as pool:
           return await asyncio.get_running_loop().run_in_executor(

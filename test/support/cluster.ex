@@ -26,6 +26,51 @@ defmodule Snex.Test.Cluster do
     {:ok, Snex.Env.disable_gc(env)}
   end
 
+  @doc """
+  Runs on a peer: makes an env (garbage collected as usual) held by a new process there;
+  returns `{:ok, holder, env}`. `release/1` makes the holder drop it.
+  """
+  def hold_env(interpreter, vars) do
+    caller = self()
+
+    holder =
+      spawn(fn ->
+        {:ok, env} = Snex.make_env(interpreter, vars)
+        send(caller, {:held, env})
+
+        receive do
+          {:release, from} ->
+            send(from, {:released, Snex.Env.interpreter(env)})
+        end
+      end)
+
+    receive do
+      {:held, env} -> {:ok, holder, env}
+    end
+  end
+
+  @doc """
+  Runs on a peer: the holder drops its env and exits; returns once the garbage of that is
+  collected and the interpreter has read whatever that made Snex send it.
+  """
+  def release(holder) do
+    ref = Process.monitor(holder)
+    send(holder, {:release, self()})
+
+    interpreter =
+      receive do
+        {:released, interpreter} -> interpreter
+      end
+
+    receive do
+      {:DOWN, ^ref, :process, _, _} -> :ok
+    end
+
+    :erlang.garbage_collect()
+    {:ok, _} = Snex.pyeval(interpreter, "return 1")
+    :ok
+  end
+
   @doc "Runs on a peer: registers `name` as a process that forwards what it gets to `to`."
   def start_relay(name, to) do
     pid = spawn(fn -> relay(to) end)

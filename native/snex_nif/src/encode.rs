@@ -347,9 +347,11 @@ fn encode_known_struct<'a>(
             f64::NEG_INFINITY
         } else if value == atoms::nan().to_term(env) {
             f64::NAN
+        } else if let Ok(x) = value.decode::<f64>() {
+            x
         } else {
             return Err(EncodeError::Invalid(
-                "Snex.Serde.float/1 takes :inf, :\"-inf\" or :nan".into(),
+                "Snex.Serde.float/1 takes a float, :inf, :\"-inf\" or :nan".into(),
             ));
         });
     } else if module == atoms::serde_binary().to_term(env) {
