@@ -4,7 +4,7 @@ defmodule Snex.Error do
 
   | code | meaning |
   |---|---|
-  | `:python_runtime_error` | the Python code raised; `reason` is `str(exception)` (`"Name: <exception str() failed: ...>"` when that raises), `traceback` its lines |
+  | `:python_runtime_error` | the Python code raised; `reason` is `str(exception)` (`"Name: <exception str() failed: ...>"` when that raises), `traceback` its lines, `python_type` the exception's class name (e.g. `"KeyError"`), to match on without parsing text |
   | `:env_not_found` | the environment was destroyed (or never existed in this interpreter) |
   | `:env_key_not_found` | `make_env(from: {env, only: names})` named a variable that does not exist |
   | `:response_timeout` | no reply within the call's `:timeout`; the request was cancelled in Python (see below) |
@@ -54,9 +54,14 @@ defmodule Snex.Error do
           | :python_too_old
           | :internal_error
 
-  @type t :: %__MODULE__{code: code(), reason: term(), traceback: [String.t()] | nil}
+  @type t :: %__MODULE__{
+          code: code(),
+          reason: term(),
+          traceback: [String.t()] | nil,
+          python_type: String.t() | nil
+        }
 
-  defexception [:code, :reason, :traceback]
+  defexception [:code, :reason, :traceback, :python_type]
 
   @impl true
   def message(%__MODULE__{code: code, reason: reason, traceback: traceback}) do

@@ -179,6 +179,9 @@ defmodule Snex.Request do
       {:ok, {:ok, value}} ->
         {:ok, value}
 
+      {:error, {:ok, {code, reason, traceback, python_type}}} when is_atom(code) ->
+        {:error, %{Error.new(code, reason, traceback) | python_type: python_type}}
+
       {:error, {:ok, {code, reason, traceback}}} when is_atom(code) ->
         {:error, Error.new(code, reason, traceback)}
 

@@ -210,17 +210,33 @@ class Connection:
             return
         self.write_frame(REPLY_OK, req_id, body)
 
-    def reply_error(self, req_id: int, code: str, reason: str, tb: list[str] | None) -> None:
-        """Sends an error reply; if it cannot be encoded, a fixed one. Raises nothing but the
-        ``CancelledError`` of a request cancelled meanwhile."""
+    def reply_error(
+        self,
+        req_id: int,
+        code: str,
+        reason: str,
+        tb: list[str] | None,
+        python_type: str | None = None,
+    ) -> None:
+        """Sends an error reply (with the class name of the Python exception, if there is one);
+        if it cannot be encoded, a fixed one. Raises nothing but the ``CancelledError`` of a
+        request cancelled meanwhile."""
         try:
-            body = codec.encode((Atom(code), _plain_str(reason), _plain_lines(tb)))
+            body = codec.encode(
+                (Atom(code), _plain_str(reason), _plain_lines(tb), _plain_type(python_type))
+            )
         except BaseException:  # noqa: BLE001 - e.g. MemoryError: a reply that needs no memory
             body = _FALLBACK_ERROR
         self.write_frame(REPLY_ERROR, req_id, body)
 
     def _reply_exception(self, req_id: int, exc: BaseException) -> None:
-        self.reply_error(req_id, "python_runtime_error", exception_text(exc), format_exception(exc))
+        self.reply_error(
+            req_id,
+            "python_runtime_error",
+            exception_text(exc),
+            format_exception(exc),
+            type(exc).__name__,
+        )
 
     # -- reading -----------------------------------------------------------------------
 
@@ -562,6 +578,10 @@ def _encode_failure(exc: BaseException) -> tuple[str, list[str] | None]:
         cause = exc.__cause__
         return exception_text(exc), None if cause is None else format_exception(cause)
     return f"Cannot serialize value: {describe_exception(exc)}", format_exception(exc)
+
+
+def _plain_type(name: Any) -> str | None:
+    return name if type(name) is str else None
 
 
 def _plain_str(text: Any) -> str:

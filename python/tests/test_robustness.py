@@ -74,7 +74,7 @@ def test_trigger_is_an_error_of_that_call_only(peer: Peer, trigger: str, after_a
     peer.send(MAKE_ENV, 100, (1, [], {"runs": []}))
     assert peer.recv() == (REPLY_OK, 100, None)
     src = (ASYNC_PREFIX if after_await else "") + "runs.append(1)\n" + code
-    kind, (err_code, reason, tb) = peer.eval(src, env_id=1)
+    kind, (err_code, reason, tb, *_type) = peer.eval(src, env_id=1)
     assert (kind, err_code) == (REPLY_ERROR, expected_code)
     for fragment in fragments:
         assert fragment in reason
@@ -85,7 +85,7 @@ def test_trigger_is_an_error_of_that_call_only(peer: Peer, trigger: str, after_a
 
 
 def test_broken_str_gives_a_readable_traceback(peer: Peer) -> None:
-    _, (_, _, tb) = peer.eval(BROKEN_STR + "def f():\n    raise E()\nf()")
+    _, (_, _, tb, _) = peer.eval(BROKEN_STR + "def f():\n    raise E()\nf()")
     text = "".join(tb)
     assert 'File "<t>", line 5, in f' in text
     assert "E" in tb[-1]
@@ -192,7 +192,7 @@ def test_failure_outside_user_code_is_an_internal_error(
     def script(h: LoopHarness) -> None:
         h.send(eval_frame(1, "return 1") + eval_frame(2, "return 2"))
         for req_id in (1, 2):
-            kind, rid, (code, reason, tb) = h.recv()
+            kind, rid, (code, reason, tb, *_type) = h.recv()
             assert (kind, rid, code) == (REPLY_ERROR, req_id, "internal_error")
             assert "KeyError: 'runner bug'" in reason and tb
 

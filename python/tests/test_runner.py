@@ -44,27 +44,28 @@ def test_eval_and_envs(peer: Peer) -> None:
     assert peer.eval("y = x * 2", env_id=1) == (REPLY_OK, None)
     assert peer.eval("return y", env_id=1) == (REPLY_OK, 10)
     # The throw-away env does not see env 1.
-    kind, (code, _, _) = peer.eval("return y")
+    kind, (code, *_) = peer.eval("return y")
     assert kind == REPLY_ERROR and code == "python_runtime_error"
     assert make_env(peer, 2, sources=[(1, 1, ["y"])]) == (REPLY_OK, None)
     assert peer.eval("return [y, 'x' in globals()]", env_id=2) == (REPLY_OK, [10, False])
-    kind, (code, reason, _) = make_env(peer, 3, sources=[(1, 1, ["nope"])])
+    kind, (code, reason, *_) = make_env(peer, 3, sources=[(1, 1, ["nope"])])
     assert code == "env_key_not_found" and "nope" in reason
     peer.send(DESTROY_ENV, 1)
-    kind, (code, _, _) = peer.eval("return 1", env_id=1)
+    kind, (code, *_) = peer.eval("return 1", env_id=1)
     assert code == "env_not_found"
 
 
 def test_errors_and_tracebacks(peer: Peer) -> None:
-    kind, (code, reason, tb) = peer.eval("def f():\n    raise ValueError('bad')\nf()")
+    kind, (code, reason, tb, python_type) = peer.eval("def f():\n    raise ValueError('bad')\nf()")
     assert kind == REPLY_ERROR and code == "python_runtime_error" and reason == "bad"
+    assert python_type == "ValueError"
     text = "".join(tb)
     assert 'File "<t>", line 2, in f' in text
     assert "runner.py" not in text
-    kind, (code, _, _) = peer.eval("import sys\nsys.exit(1)")
-    assert code == "python_runtime_error"
+    kind, (code, _, _, python_type) = peer.eval("import sys\nsys.exit(1)")
+    assert code == "python_runtime_error" and python_type == "SystemExit"
     assert peer.eval("return 'alive'") == (REPLY_OK, "alive")
-    kind, (code, reason, _) = peer.eval("return object()")
+    kind, (code, reason, *_) = peer.eval("return object()")
     assert code == "encode_error" and "object" in reason
 
 

@@ -181,6 +181,26 @@ defmodule Snex.PyevalTest do
   end
 
   describe "errors" do
+    test "carry the Python exception's class name", %{env: env} do
+      assert {:error, %Snex.Error{code: :python_runtime_error, python_type: "KeyError"}} =
+               Snex.pyeval(env, "return {}['missing']")
+
+      assert {:error, %Snex.Error{python_type: "CustomError"}} =
+               Snex.pyeval(env, "class CustomError(Exception): pass\nraise CustomError('x')")
+
+      assert {:error, %Snex.Error{python_type: "ZeroDivisionError"}} =
+               Snex.pyeval(env, "import asyncio\nawait asyncio.sleep(0)\n1 / 0")
+
+      :ok = Snex.destroy_env(env)
+
+      assert {:error, %Snex.Error{code: :env_not_found, python_type: nil}} =
+               Snex.pyeval(env, "return 1")
+
+      {:ok, env} = Snex.make_env(Snex.Env.interpreter(env))
+
+      assert_raise Snex.Error, ~r/KeyError/, fn -> Snex.pyeval!(env, "return {}['k']") end
+    end
+
     test "a Python exception is an error with a traceback of the user's code", %{env: env} do
       code = """
       def inner():
