@@ -99,7 +99,13 @@ defmodule Snex.Interpreter do
   `%Snex.Error{code: :interpreter_exited, reason: {:exit_status, n}}` and every pending caller
   gets `{:error, %Snex.Error{code: :call_failed}}`. When the interpreter process stops (for any
   reason, `:kill` included), Python's pipe is closed, then it gets `SIGTERM` and `SIGKILL` if it
-  lingers; its process group goes with it. If the BEAM dies, Python gets `SIGKILL`.
+  lingers; its process group goes with it. If the BEAM dies, even killed with `SIGKILL`,
+  Python's process group gets `SIGKILL`: Python and the processes it started (unless they left
+  the group, e.g. with `start_new_session=True`).
+
+  Python is started by `snex_helper`, a small program installed next to the NIF in
+  `priv/native/`: it is Python's parent, leads its process group, reports its exit status and
+  kills the group when the BEAM goes away (see `docs/decisions.md`).
   """
   use GenServer
   require Logger
@@ -183,6 +189,10 @@ defmodule Snex.Interpreter do
 
   alias Snex.Interpreter.Options
   alias Snex.Request
+
+  # How long start-up waits for the exit report of a Python found closed: the native layer
+  # sends it once Python has exited, or once it has been killed after losing its transport.
+  @exit_report_timeout 10_000
 
   @type server :: GenServer.server()
 
@@ -341,6 +351,14 @@ defmodule Snex.Interpreter do
 
       {:error, {:encode_error, message}} ->
         {:error, Snex.Error.new(:encode_error, message)}
+
+      {:error, :closed} ->
+        # Python is gone already (e.g. a wrapper that failed at once): its exit is on the way.
+        receive do
+          {:snex_exit, status} -> {:error, exited(status)}
+        after
+          @exit_report_timeout -> {:error, Snex.Error.new(:internal_error, :closed)}
+        end
 
       {:error, reason} ->
         {:error, Snex.Error.new(:internal_error, reason)}
