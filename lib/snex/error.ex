@@ -10,7 +10,7 @@ defmodule Snex.Error do
   | `:response_timeout` | no reply within the call's `:timeout`; the Python task was cancelled |
   | `:call_failed` | the interpreter stopped or crashed before replying; `reason` is its exit reason |
   | `:init_script_timeout` | the init script did not finish within `:init_script_timeout` |
-  | `:interpreter_exited` | the Python process exited; `reason` is `{:exit_status, n}` (signal N gives 128+N) |
+  | `:interpreter_exited` | the Python process exited; `reason` is `{:exit_status, n}` (signal N gives 128+N), or `{:transport_closed, message}` / `{:protocol_error, message}` when Python was killed because its transport broke (see `Snex.Interpreter`) |
   | `:encode_error` | a value could not be sent to Python (or Python could not encode its result) |
   | `:decode_error` | a value Python sent could not be turned into a term |
   | `:internal_error` | anything else (e.g. the Python executable was not found) |

@@ -97,9 +97,22 @@ defmodule Snex.Interpreter do
 
   If Python exits, the interpreter process exits with
   `%Snex.Error{code: :interpreter_exited, reason: {:exit_status, n}}` and every pending caller
-  gets `{:error, %Snex.Error{code: :call_failed}}`. When the interpreter process stops (for any
-  reason, `:kill` included), Python's pipe is closed, then it gets `SIGTERM` and `SIGKILL` if it
-  lingers; its process group goes with it. If the BEAM dies, even killed with `SIGKILL`,
+  gets `{:error, %Snex.Error{code: :call_failed}}`.
+
+  If the transport breaks while Python still runs, Python is killed with its process group and
+  the interpreter process exits the same way, with one of these reasons instead, so that a
+  supervisor restarts it:
+
+    * `{:transport_closed, message}` - the pipe from Python reached end of file (Python closed
+      fd 4, or replaced it with `dup2`), or writing into the pipe to Python failed (Python
+      closed fd 3). Python exiting also closes its pipes, so it is given 1 s to exit: when it
+      does, its `{:exit_status, n}` is reported.
+    * `{:protocol_error, message}` - Python wrote something that is not a frame into the pipe
+      (for example a stray frame header: the next frame is then not a frame's body). Python is
+      killed at once.
+
+  When the interpreter process stops (for any reason, `:kill` included), Python's pipe is
+  closed, then it gets `SIGTERM` and `SIGKILL` if it lingers; its process group goes with it. If the BEAM dies, even killed with `SIGKILL`,
   Python's process group gets `SIGKILL`: Python and the processes it started (unless they left
   the group, e.g. with `start_new_session=True`).
 
@@ -413,7 +426,12 @@ defmodule Snex.Interpreter do
     end
   end
 
-  defp exited(status), do: Snex.Error.new(:interpreter_exited, {:exit_status, status})
+  # An exit status, or why Python was killed after its transport was lost.
+  defp exited(status) when is_integer(status),
+    do: Snex.Error.new(:interpreter_exited, {:exit_status, status})
+
+  defp exited({kind, message}) when kind in [:transport_closed, :protocol_error],
+    do: Snex.Error.new(:interpreter_exited, {kind, message})
 
   defp set_label(nil), do: :ok
 
