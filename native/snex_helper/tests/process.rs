@@ -26,6 +26,17 @@ fn read_all(s: &mut Spawned) -> String {
     out
 }
 
+/// Reads one line the child writes on its side of the transport.
+fn read_line(s: &mut Spawned) -> String {
+    let mut line = String::new();
+    while !line.ends_with('\n') {
+        let mut byte = [0u8; 1];
+        s.from_child.read_exact(&mut byte).unwrap();
+        line.push(byte[0] as char);
+    }
+    line
+}
+
 /// Whether `pid` exists and is not a zombie.
 fn alive(pid: u32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
@@ -121,13 +132,7 @@ fn pid_is_the_targets_and_the_helper_leads_the_group() {
     // The helper is a small program of its own, not a fork of its starter.
     let exe = std::fs::read_link(format!("/proc/{pgid}/exe")).unwrap();
     assert_eq!(exe, std::fs::canonicalize(HELPER).unwrap());
-    let mut line = String::new();
-    while !line.ends_with('\n') {
-        let mut byte = [0u8; 1];
-        s.from_child.read_exact(&mut byte).unwrap();
-        line.push(byte[0] as char);
-    }
-    assert_eq!(line.trim(), s.handle.pid().to_string());
+    assert_eq!(read_line(&mut s).trim(), s.handle.pid().to_string());
     assert_ne!(s.handle.pid(), pgid);
     let mut members = group_members(pgid);
     members.sort();
@@ -231,6 +236,11 @@ fn sigterm_to_the_group_reports_the_targets_status() {
     s.from_child.read_exact(&mut line).unwrap();
     // The helper ignores SIGTERM and outlives the target to report its status.
     assert!(s.handle.signal_group(nix::sys::signal::Signal::SIGTERM));
+    let code = s.handle.wait_timeout(Duration::from_secs(5));
+    if code.is_none() {
+        s.handle.kill();
+    }
+    assert_eq!(code, Some(42));
     assert_eq!(t.join().unwrap(), 42);
     assert!(!s.handle.killed());
 }
@@ -292,7 +302,8 @@ fn the_helper_refuses_to_run_without_its_fds() {
 fn leftovers_of_the_group_are_killed_when_the_target_exits() {
     let mut s = spawn(&sh("sleep 1000 & echo $! >&4; exit 3")).unwrap();
     let pgid = s.handle.pgid();
-    let sleeper: u32 = read_all(&mut s).trim().parse().unwrap();
+    // The sleep keeps fd 4 open: read its line, not up to end of file.
+    let sleeper: u32 = read_line(&mut s).trim().parse().unwrap();
     assert_eq!(s.handle.wait(), 3);
     eventually(
         "the background sleep is killed",
