@@ -1,10 +1,11 @@
 defmodule Mix.Tasks.Compile.SnexNative do
   @shortdoc "Builds the Snex NIF with cargo and installs the Python package into priv/"
   @moduledoc """
-  Builds `native/snex_nif` with `cargo build --release` and copies the library to
-  `priv/native/` of the application's build directory, then copies the `snex` Python package to
-  `priv/python/`. Cargo runs only when a Rust source, `Cargo.toml` or `Cargo.lock` is newer than
-  the installed library.
+  Builds `native/snex_nif` and `native/snex_helper` with `cargo build --release` and copies the
+  library and the `snex_helper` program (which starts and watches Python) to `priv/native/` of
+  the application's build directory, then copies the `snex` Python package to `priv/python/`.
+  Cargo runs only when a Rust source, `Cargo.toml` or `Cargo.lock` is newer than the installed
+  library, or the helper is missing.
 
   Set `SNEX_CARGO_PROFILE=debug` to build without optimisations.
   """
@@ -24,7 +25,7 @@ defmodule Mix.Tasks.Compile.SnexNative do
   defp build_nif(root, dest_dir) do
     dest = Path.join(dest_dir, "libsnex_nif.so")
 
-    if stale?(root, dest) do
+    if stale?(root, dest) or not File.exists?(Path.join(dest_dir, "snex_helper")) do
       cargo = System.find_executable("cargo") || Path.expand("~/.cargo/bin/cargo")
 
       unless File.exists?(cargo) do
@@ -38,6 +39,8 @@ defmodule Mix.Tasks.Compile.SnexNative do
         "--quiet",
         "-p",
         "snex_nif",
+        "-p",
+        "snex_helper",
         "--manifest-path",
         Path.join(root, "Cargo.toml")
       ]
@@ -47,8 +50,12 @@ defmodule Mix.Tasks.Compile.SnexNative do
       Mix.shell().info("Compiling Snex NIF (cargo #{profile})")
 
       case System.cmd(cargo, args, cd: root, stderr_to_stdout: true, into: IO.stream()) do
-        {_, 0} -> install_library(root, profile, dest_dir, dest)
-        {_, status} -> Mix.raise("cargo build of the Snex NIF failed (exit status #{status})")
+        {_, 0} ->
+          install_helper(root, profile, dest_dir)
+          install_library(root, profile, dest_dir, dest)
+
+        {_, status} ->
+          Mix.raise("cargo build of the Snex NIF failed (exit status #{status})")
       end
     else
       :ok
@@ -68,6 +75,18 @@ defmodule Mix.Tasks.Compile.SnexNative do
     File.cp!(Path.join([root, "target", profile, built]), tmp)
     File.rename!(tmp, dest)
     :ok
+  end
+
+  defp install_helper(root, profile, dest_dir) do
+    built = Path.join([root, "target", profile, "snex_helper"])
+    unless File.exists?(built), do: Mix.raise("cargo did not produce snex_helper")
+    File.mkdir_p!(dest_dir)
+    dest = Path.join(dest_dir, "snex_helper")
+    # Copy then rename: a helper starting right now keeps the file it is executing.
+    tmp = dest <> ".tmp"
+    File.cp!(built, tmp)
+    File.chmod!(tmp, 0o755)
+    File.rename!(tmp, dest)
   end
 
   defp stale?(root, dest) do

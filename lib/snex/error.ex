@@ -10,7 +10,7 @@ defmodule Snex.Error do
   | `:response_timeout` | no reply within the call's `:timeout`; the request was cancelled in Python (see below) |
   | `:call_failed` | the interpreter stopped or crashed before replying; `reason` is its exit reason |
   | `:init_script_timeout` | the init script did not finish within `:init_script_timeout` |
-  | `:interpreter_exited` | the Python process exited; `reason` is `{:exit_status, n}` (signal N gives 128+N; 74: Python could not write to Elixir) |
+  | `:interpreter_exited` | the Python process exited; `reason` is `{:exit_status, n}` (signal N gives 128+N; 74: Python could not write to Elixir), or `{:transport_closed, message}` / `{:protocol_error, message}` when Python was killed because its transport broke (see `Snex.Interpreter`) |
   | `:encode_error` | a value could not be sent to Python, or Python could not encode its result (also when the value's own code raised, e.g. a custom encoder: `traceback` is then that exception's) |
   | `:decode_error` | a value Python sent could not be turned into a term |
   | `:python_not_found` | the Python executable cannot be run: not on `PATH`, no such file, not executable, or the base Python of its virtual environment is missing (the message names the path, the version needed and the fix) |

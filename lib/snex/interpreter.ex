@@ -135,9 +135,28 @@ defmodule Snex.Interpreter do
 
   If Python exits, the interpreter process exits with
   `%Snex.Error{code: :interpreter_exited, reason: {:exit_status, n}}` and every pending caller
-  gets `{:error, %Snex.Error{code: :call_failed}}`. When the interpreter process stops (for any
-  reason, `:kill` included), Python's pipe is closed, then it gets `SIGTERM` and `SIGKILL` if it
-  lingers; its process group goes with it. If the BEAM dies, Python gets `SIGKILL`.
+  gets `{:error, %Snex.Error{code: :call_failed}}`.
+
+  If the transport breaks while Python still runs, Python is killed with its process group and
+  the interpreter process exits the same way, with one of these reasons instead, so that a
+  supervisor restarts it:
+
+    * `{:transport_closed, message}` - the pipe from Python reached end of file (Python closed
+      fd 4, or replaced it with `dup2`), or writing into the pipe to Python failed (Python
+      closed fd 3). Python exiting also closes its pipes, so it is given 1 s to exit: when it
+      does, its `{:exit_status, n}` is reported.
+    * `{:protocol_error, message}` - Python wrote something that is not a frame into the pipe
+      (for example a stray frame header: the next frame is then not a frame's body). Python is
+      killed at once.
+
+  When the interpreter process stops (for any reason, `:kill` included), Python's pipe is
+  closed, then it gets `SIGTERM` and `SIGKILL` if it lingers; its process group goes with it. If the BEAM dies, even killed with `SIGKILL`,
+  Python's process group gets `SIGKILL`: Python and the processes it started (unless they left
+  the group, e.g. with `start_new_session=True`).
+
+  Python is started by `snex_helper`, a small program installed next to the NIF in
+  `priv/native/`: it is Python's parent, leads its process group, reports its exit status and
+  kills the group when the BEAM goes away (see `docs/decisions.md`).
   """
   use GenServer
   require Logger
@@ -228,6 +247,10 @@ defmodule Snex.Interpreter do
 
   alias Snex.Interpreter.{Callbacks, Options, PythonLookup}
   alias Snex.Request
+
+  # How long start-up waits for the exit report of a Python found closed: the native layer
+  # sends it once Python has exited, or once it has been killed after losing its transport.
+  @exit_report_timeout 10_000
 
   @type server :: GenServer.server()
 
@@ -441,12 +464,11 @@ defmodule Snex.Interpreter do
         {:error, Snex.Error.new(:encode_error, message)}
 
       {:error, :closed} ->
-        # Python exited before the init script could be sent (a wrapper that failed at once):
-        # its exit status is on its way.
+        # Python is gone already (e.g. a wrapper that failed at once): its exit is on the way.
         receive do
           {:snex_exit, status} -> {:error, exited(status)}
         after
-          5_000 -> {:error, Snex.Error.new(:internal_error, :closed)}
+          @exit_report_timeout -> {:error, Snex.Error.new(:internal_error, :closed)}
         end
 
       {:error, reason} ->
@@ -499,7 +521,12 @@ defmodule Snex.Interpreter do
     end
   end
 
-  defp exited(status), do: Snex.Error.new(:interpreter_exited, {:exit_status, status})
+  # An exit status, or why Python was killed after its transport was lost.
+  defp exited(status) when is_integer(status),
+    do: Snex.Error.new(:interpreter_exited, {:exit_status, status})
+
+  defp exited({kind, message}) when kind in [:transport_closed, :protocol_error],
+    do: Snex.Error.new(:interpreter_exited, {kind, message})
 
   # Python exited before it was ready. `python -m snex` refuses a Python that is too old with a
   # status of its own, before it reads anything.

@@ -308,7 +308,8 @@ defmodule Snex.InterpreterTest do
                  timeout: 10_000
                )
 
-      assert %Error{code: :interpreter_exited, reason: {:exit_status, 137}} = reason
+      assert %Error{code: :interpreter_exited, reason: {:protocol_error, message}} = reason
+      assert message =~ "unexpected frame kind 97"
       assert_receive {:EXIT, ^i, %Error{code: :interpreter_exited}}
       assert OSProcess.wait_gone(os_pid, 5_000)
     end

@@ -226,12 +226,16 @@ defmodule Snex.Interpreter.Options do
   def python_name(%__MODULE__{wrap_exec: nil, command: {:ok, {program, _args}}}), do: program
   def python_name(%__MODULE__{python: python}), do: python || "python3"
 
-  @doc "The `Snex.Native.start/1` spec: program, args, environment, cd."
+  @doc """
+  The `Snex.Native.start/1` spec: the process helper, program, args, environment, cd and the
+  transport settings.
+  """
   @spec start_spec(t()) :: {:ok, map()} | {:error, Snex.Error.t()}
   def start_spec(%__MODULE__{} = o) do
     with {:ok, {program, args}} <- o.command || resolve_command!(o).command do
       {:ok,
        %{
+         helper: helper_path(),
          program: program,
          args: args,
          env: Map.to_list(environment(o)),
@@ -242,6 +246,19 @@ defmodule Snex.Interpreter.Options do
          parallelism: parallelism?(o),
          encoding_opts: Snex.Serde.EncodingOpts.pack(o.encoding_opts)
        }}
+    end
+  end
+
+  @doc """
+  The path of `snex_helper`, the small program (built with the NIF, installed next to it in
+  `priv/native/`) that starts Python in a process group of its own, reports its exit status
+  and kills the group when the BEAM dies.
+  """
+  @spec helper_path() :: String.t()
+  def helper_path do
+    case :code.priv_dir(:snex) do
+      {:error, _} -> Application.app_dir(:snex, "priv/native/snex_helper")
+      priv -> Path.join(to_string(priv), "native/snex_helper")
     end
   end
 

@@ -12,7 +12,7 @@
 //! the envelope: which kinds are valid in which direction is the caller's business.
 
 use std::fmt;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 
 /// Bytes in a frame header: length (4), kind (1), id (8).
 pub const HEADER_LEN: usize = 13;
@@ -25,6 +25,9 @@ pub const MAX_BODY_LEN: usize = u32::MAX as usize - LENGTH_OVERHEAD;
 
 /// Size of the reader's internal buffer; small frames are served from it without syscalls.
 const READ_BUFFER: usize = 64 * 1024;
+
+/// The pickle opcode every body begins with (`PROTO`, then the protocol number).
+const PICKLE_PROTO: u8 = 0x80;
 
 /// Most body bytes requested from the stream at a time, so that a header claiming a huge
 /// length cannot make the reader allocate more than about what actually arrived.
@@ -109,6 +112,9 @@ pub enum FrameError {
     BadLength(u32),
     /// The kind is not one the reader accepts (checked before the body is read).
     UnexpectedKind(u8),
+    /// The body begins with this byte instead of the pickle `PROTO` opcode (checked before the
+    /// rest of the body is read).
+    NotPickle(u8),
 }
 
 impl fmt::Display for FrameError {
@@ -127,6 +133,11 @@ impl fmt::Display for FrameError {
                 )
             }
             FrameError::UnexpectedKind(k) => write!(f, "unexpected frame kind {k}"),
+            FrameError::NotPickle(b) => write!(
+                f,
+                "frame body begins with byte {b:#04x}, not a pickle: the header was not a \
+                 frame's (a stray write into the pipe?)"
+            ),
         }
     }
 }
@@ -204,23 +215,35 @@ impl<R: Read> FrameReader<R> {
     /// arrive (at most 1 MiB ahead), so a header that lies about the length cannot cause a
     /// large allocation by itself.
     pub fn read_frame(&mut self) -> Result<Option<Frame>, FrameError> {
-        self.read_frame_of(|_| true)
+        self.read_frame_checked(|_| true, false)
     }
 
-    /// Like [`FrameReader::read_frame`], but fails with [`FrameError::UnexpectedKind`] as soon
-    /// as the header names a kind that `accept` refuses, without waiting for the body: a stray
-    /// write into the pipe is then found at once instead of being taken for a long frame.
+    /// Like [`FrameReader::read_frame`], for a stream of frames whose bodies are pickles (as
+    /// every frame with a body is), but fails without waiting for the body: with
+    /// [`FrameError::UnexpectedKind`] as soon as the header names a kind that `accept` refuses,
+    /// and with [`FrameError::NotPickle`] as soon as a body's first byte is not the pickle
+    /// `PROTO` opcode. A stray write into the pipe is then found at once instead of being taken
+    /// for a long frame, even a well-formed stray header: what follows it is the next real
+    /// frame, which begins with its length.
     pub fn read_frame_of(
         &mut self,
         accept: impl Fn(u8) -> bool,
     ) -> Result<Option<Frame>, FrameError> {
-        self.read_frame_into(accept)
+        self.read_frame_checked(accept, true)
     }
 
     /// Like [`FrameReader::read_frame_of`], reading the body into a buffer of type `B`.
     pub fn read_frame_into<B: BodyBuffer>(
         &mut self,
         accept: impl Fn(u8) -> bool,
+    ) -> Result<Option<FrameOf<B>>, FrameError> {
+        self.read_frame_checked(accept, true)
+    }
+
+    fn read_frame_checked<B: BodyBuffer>(
+        &mut self,
+        accept: impl Fn(u8) -> bool,
+        pickle_bodies: bool,
     ) -> Result<Option<FrameOf<B>>, FrameError> {
         let mut header = [0u8; HEADER_LEN];
         if !self.read_header(&mut header)? {
@@ -233,8 +256,26 @@ impl<R: Read> FrameReader<R> {
         let body_len = (length as usize)
             .checked_sub(LENGTH_OVERHEAD)
             .ok_or(FrameError::BadLength(length))?;
+        if pickle_bodies && body_len > 0 {
+            let first = self.peek_byte()?;
+            if first != PICKLE_PROTO {
+                return Err(FrameError::NotPickle(first));
+            }
+        }
         let body = self.read_body(body_len)?;
         Ok(Some(FrameOf { kind, id, body }))
+    }
+
+    /// The next byte of the stream, left in the buffer.
+    fn peek_byte(&mut self) -> Result<u8, FrameError> {
+        loop {
+            match self.inner.fill_buf() {
+                Ok([]) => return Err(FrameError::Truncated),
+                Ok(buf) => return Ok(buf[0]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(FrameError::Io(e)),
+            }
+        }
     }
 
     /// Fills `header`; false on EOF before its first byte.

@@ -1,22 +1,31 @@
 //! Starting, watching and stopping a Python OS process.
 //!
-//! The BEAM ignores `SIGCHLD`, so the kernel reaps its children at once and their exit status
-//! is lost to `wait`. Python is therefore started through a small shim: the forked child (the
-//! shim) sets `SIGCHLD` back to default, forks again, and the grandchild execs Python. The shim
-//! waits for Python and writes its pid and then its exit status into a status pipe, which we
-//! read. Both run in a new process group led by the shim, and both have `PR_SET_PDEATHSIG`
-//! (`SIGKILL`): the shim dies with the thread that spawned it (the BEAM's scheduler threads live
-//! as long as the BEAM), and Python dies with the shim.
+//! Python is started by a small helper program, `snex_helper` (crate `native/snex_helper`,
+//! installed next to the NIF), which the NIF forks and execs:
 //!
-//! The child gets the transport pipes on fds 3 and 4 (or on stdin/stdout).
+//! * The BEAM ignores `SIGCHLD`, so the kernel reaps its children at once and their exit status
+//!   is lost to `wait`. The helper resets `SIGCHLD`, starts the target program (Python, or the
+//!   wrapper that runs it) as its own child, and writes its pid and later its exit status into
+//!   a status pipe, which we read.
+//! * The helper leads a new process group, which Python and the processes it starts are in:
+//!   stopping signals the group, and after the target exits the helper kills what is left of
+//!   it.
+//! * We hold the write end of the helper's *lifeline* pipe (close-on-exec, so no other child
+//!   inherits it). When it closes - we dropped it, or the BEAM died, even by `SIGKILL` - the
+//!   helper sees end of file and `SIGKILL`s the whole group, children of Python included.
+//!
+//! The target gets the transport pipes on fds 3 and 4 (or on stdin/stdout), the environment
+//! and working directory of the spec, an empty signal mask, default signal dispositions and no
+//! other fds. The helper's protocol is described in `native/snex_helper/src/main.rs`.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::io::Read;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -26,6 +35,8 @@ use nix::unistd::Pid;
 /// What to start and how.
 #[derive(Debug, Clone, Default)]
 pub struct SpawnSpec {
+    /// The `snex_helper` executable that starts and watches the program.
+    pub helper: OsString,
     /// The executable (a path, or a name looked up on `PATH`).
     pub program: OsString,
     /// Its arguments (without the program name).
@@ -51,32 +62,55 @@ pub struct Spawned {
 /// How the child ended, as a shell would report it: the exit code, or 128 + the signal number.
 pub type ExitStatusCode = i32;
 
-/// Shared handle to a running (or finished) child process.
+/// Shared handle to a running (or finished) child process. The last clone to go closes the
+/// lifeline: whatever is left of the child's process group is killed then.
 #[derive(Clone)]
 pub struct ChildHandle {
     inner: Arc<ChildState>,
 }
 
 struct ChildState {
-    /// Python's pid.
+    /// The target's pid (Python's, or the wrapper's).
     pid: u32,
-    /// The shim's pid, which is also the process group id.
+    /// The helper's pid, which is also the process group id.
     pgid: u32,
-    /// Where the shim writes Python's exit status.
+    /// Where the helper writes the target's exit status.
     status_pipe: Mutex<Option<File>>,
     /// `None` while running, the exit status once it has exited.
     status: Mutex<Option<ExitStatusCode>>,
     exited: Condvar,
+    /// Set by [`ChildHandle::kill`].
+    killed: AtomicBool,
+    /// The write end of the helper's lifeline; never written, only closed (when dropped).
+    _lifeline: OwnedFd,
 }
 
-/// Starts the child described by `spec`.
+// The helper's side of the protocol, in `native/snex_helper/src/main.rs`: fds and status
+// records (a tag byte and a big-endian u32).
+const HELPER_TRANSPORT_READ_FD: RawFd = 3;
+const HELPER_TRANSPORT_WRITE_FD: RawFd = 4;
+const HELPER_STATUS_FD: RawFd = 5;
+const HELPER_LIFELINE_FD: RawFd = 6;
+const TAG_PID: u8 = b'p';
+const TAG_START_ERROR: u8 = b'e';
+const TAG_EXIT: u8 = b'x';
+
+/// Starts the child described by `spec` through its helper.
 pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
+    check_executable(&spec.helper).map_err(|e| {
+        io::Error::new(e.kind(), format!("the Snex process helper is missing: {e}"))
+    })?;
+    check_executable(&spec.program)?;
+
     // (child reads, we write) and (we read, child writes); all close-on-exec.
     let (child_read, our_write) = pipe()?;
     let (our_read, child_write) = pipe()?;
     let (status_read, status_write) = pipe()?;
+    let (lifeline_read, lifeline_write) = pipe()?;
 
-    let mut cmd = Command::new(&spec.program);
+    let mut cmd = Command::new(&spec.helper);
+    cmd.arg(if spec.use_stdio { "stdio" } else { "fds" });
+    cmd.arg(&spec.program);
     cmd.args(&spec.args);
     for (k, v) in &spec.env {
         cmd.env(k, v);
@@ -84,11 +118,16 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     if let Some(cd) = &spec.cd {
         cmd.current_dir(cd);
     }
+    // The group exists from the start, before the helper runs.
+    cmd.process_group(0);
     cmd.stderr(Stdio::inherit());
 
-    let status_fd = status_write.as_raw_fd();
-    let child_read_fd = child_read.as_raw_fd();
-    let child_write_fd = child_write.as_raw_fd();
+    let mut moves = [
+        (status_write.as_raw_fd(), HELPER_STATUS_FD),
+        (lifeline_read.as_raw_fd(), HELPER_LIFELINE_FD),
+        (-1, HELPER_TRANSPORT_READ_FD),
+        (-1, HELPER_TRANSPORT_WRITE_FD),
+    ];
     // The child's ends must stay open until it has been spawned, and be closed right after.
     let child_ends = if spec.use_stdio {
         cmd.stdin(Stdio::from(child_read));
@@ -97,41 +136,53 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     } else {
         cmd.stdin(Stdio::null());
         cmd.stdout(Stdio::inherit());
+        moves[2].0 = child_read.as_raw_fd();
+        moves[3].0 = child_write.as_raw_fd();
         Some((child_read, child_write))
     };
-    let use_stdio = spec.use_stdio;
-    let parent_pid = std::process::id() as libc::pid_t;
 
-    // SAFETY: the closure only calls async-signal-safe functions (dup2, fcntl, prctl,
-    // sigprocmask, signal, getppid, syscall, _exit) and touches no heap memory.
+    // SAFETY: the closure only calls fcntl and dup2 (async-signal-safe) on plain integers.
     unsafe {
-        cmd.pre_exec(move || {
-            fork_shim(status_fd, parent_pid)?;
-            prepare_python(use_stdio, child_read_fd, child_write_fd)
-        });
+        cmd.pre_exec(move || place_fds(&moves));
     }
 
-    check_executable(&spec.program)?;
     // std reaps the child itself when exec fails, and that wait panics when SIGCHLD is
     // ignored (as in the BEAM); the check above makes that path rare, this makes it harmless.
     let child = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd.spawn()))
-        .map_err(|_| io::Error::other("cannot start the program"))??;
+        .map_err(|_| io::Error::other("cannot start the Snex process helper"))??;
     drop(child_ends);
     drop(cmd);
     drop(status_write);
+    drop(lifeline_read);
     let pgid = child.id();
-    // The shim is reaped by the kernel (or by `wait`); the std handle is not needed.
+    // The helper is reaped by the kernel (or by `wait`); the std handle is not needed.
     drop(child);
     let mut status_pipe = File::from(status_read);
-    let mut pid_bytes = [0u8; 4];
-    if let Err(e) = status_pipe.read_exact(&mut pid_bytes) {
-        let _ = killpg(Pid::from_raw(pgid as libc::pid_t), Signal::SIGKILL);
-        return Err(io::Error::new(
-            e.kind(),
-            "the process shim did not start Python",
-        ));
-    }
-    let pid = u32::from_be_bytes(pid_bytes);
+    let started = match read_record(&mut status_pipe) {
+        Some((TAG_PID, pid)) => Ok(pid),
+        Some((TAG_START_ERROR, errno)) => {
+            let e = io::Error::from_raw_os_error(errno as i32);
+            Err(io::Error::new(
+                e.kind(),
+                format!("cannot start {}: {e}", spec.program.to_string_lossy()),
+            ))
+        }
+        _ => Err(io::Error::other(format!(
+            "the Snex process helper {} did not start {}",
+            spec.helper.to_string_lossy(),
+            spec.program.to_string_lossy()
+        ))),
+    };
+    let pid = match started {
+        Ok(pid) => pid,
+        Err(e) => {
+            // Nothing is left running: the helper exits after a failed start, and the group
+            // goes with the lifeline.
+            drop(lifeline_write);
+            reap(pgid);
+            return Err(e);
+        }
+    };
 
     Ok(Spawned {
         handle: ChildHandle {
@@ -141,6 +192,8 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
                 status_pipe: Mutex::new(Some(status_pipe)),
                 status: Mutex::new(None),
                 exited: Condvar::new(),
+                killed: AtomicBool::new(false),
+                _lifeline: lifeline_write,
             }),
         },
         to_child: File::from(our_write),
@@ -148,8 +201,52 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     })
 }
 
+/// Runs in the forked child before it execs the helper: puts each `(from, to)` fd at `to`
+/// (without close-on-exec); `from` of -1 is skipped.
+fn place_fds(moves: &[(RawFd, RawFd)]) -> io::Result<()> {
+    // SAFETY: fcntl and dup2 on plain integers.
+    unsafe {
+        // Move every source above the targets first, so that no dup2 clobbers another source.
+        let mut moved = [-1; 4];
+        for (i, &(from, _)) in moves.iter().enumerate() {
+            if from >= 0 {
+                moved[i] = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 7);
+                if moved[i] < 0 {
+                    return Err(io::Error::last_os_error());
+                }
+            }
+        }
+        for (i, &(_, to)) in moves.iter().enumerate() {
+            if moved[i] >= 0 && libc::dup2(moved[i], to) < 0 {
+                return Err(io::Error::last_os_error());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Reads one status record of the helper: a tag and a value. `None` at end of file.
+fn read_record(pipe: &mut File) -> Option<(u8, u32)> {
+    let mut record = [0u8; 5];
+    pipe.read_exact(&mut record).ok()?;
+    Some((
+        record[0],
+        u32::from_be_bytes([record[1], record[2], record[3], record[4]]),
+    ))
+}
+
+/// Waits for our child `pid` to exit, if the kernel does not reap it for us (SIGCHLD not
+/// ignored); returns at once with `ECHILD` when it was reaped already.
+fn reap(pid: u32) {
+    let mut raw = 0;
+    // SAFETY: waiting for our own child.
+    while unsafe { libc::waitpid(pid as libc::pid_t, &mut raw, 0) } < 0
+        && io::Error::last_os_error().kind() == io::ErrorKind::Interrupted
+    {}
+}
+
 /// Fails with `NotFound` unless `program` (a path, or a name on `PATH`) is executable.
-fn check_executable(program: &std::ffi::OsStr) -> io::Result<()> {
+fn check_executable(program: &OsStr) -> io::Result<()> {
     use std::os::unix::ffi::OsStrExt;
     let executable = |path: &std::path::Path| {
         std::ffi::CString::new(path.as_os_str().as_bytes())
@@ -174,149 +271,37 @@ fn check_executable(program: &std::ffi::OsStr) -> io::Result<()> {
     }
 }
 
-/// Runs in the forked child: becomes the shim (which never returns from here) after forking
-/// the grandchild that goes on to exec Python.
-fn fork_shim(status_fd: RawFd, parent_pid: libc::pid_t) -> io::Result<()> {
-    // SAFETY: only async-signal-safe calls (prctl, getppid, signal, setpgid, fork, waitpid,
-    // write, syscall, _exit) on plain integers; no heap memory is touched.
-    unsafe {
-        if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // The BEAM may have died between fork and prctl.
-        if libc::getppid() != parent_pid {
-            libc::_exit(137);
-        }
-        libc::setpgid(0, 0);
-        libc::signal(libc::SIGCHLD, libc::SIG_DFL);
-        let shim_pid = libc::getpid();
-        let python = libc::fork();
-        if python < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        if python == 0 {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::getppid() != shim_pid {
-                libc::_exit(137);
-            }
-            return Ok(());
-        }
-        run_shim(status_fd, python)
-    }
-}
-
-/// The shim's whole life: report Python's pid, wait for it, report its status, exit.
-unsafe fn run_shim(status_fd: RawFd, python: libc::pid_t) -> ! {
-    // Stopping sends SIGTERM to the group; the shim outlives it to report the status.
-    libc::signal(libc::SIGTERM, libc::SIG_IGN);
-    libc::signal(libc::SIGINT, libc::SIG_IGN);
-    libc::signal(libc::SIGHUP, libc::SIG_IGN);
-    // Keep only the status pipe: holding the transport pipes (or the pipe std uses to report
-    // exec errors) open would hide their closing from the other side.
-    let status = libc::fcntl(status_fd, libc::F_DUPFD, 0);
-    for fd in 0..status {
-        libc::close(fd);
-    }
-    libc::syscall(
-        libc::SYS_close_range,
-        (status + 1) as libc::c_uint,
-        libc::c_uint::MAX,
-        0 as libc::c_uint,
-    );
-    let pid_bytes = (python as u32).to_be_bytes();
-    write_all_raw(status, &pid_bytes);
-    let mut raw: libc::c_int = 0;
-    let code: u32 = loop {
-        let rc = libc::waitpid(python, &mut raw, 0);
-        if rc == python {
-            break if libc::WIFEXITED(raw) {
-                libc::WEXITSTATUS(raw) as u32
-            } else if libc::WIFSIGNALED(raw) {
-                128 + libc::WTERMSIG(raw) as u32
-            } else {
-                255
-            };
-        }
-        if rc < 0 && *libc::__errno_location() != libc::EINTR {
-            break 255;
-        }
-    };
-    write_all_raw(status, &code.to_be_bytes());
-    libc::_exit(0)
-}
-
-unsafe fn write_all_raw(fd: RawFd, bytes: &[u8]) {
-    let mut done = 0;
-    while done < bytes.len() {
-        let n = libc::write(
-            fd,
-            bytes[done..].as_ptr() as *const libc::c_void,
-            bytes.len() - done,
-        );
-        if n <= 0 {
-            if n < 0 && *libc::__errno_location() == libc::EINTR {
-                continue;
-            }
-            return;
-        }
-        done += n as usize;
-    }
-}
-
-/// Runs in the grandchild before it execs Python.
-fn prepare_python(use_stdio: bool, child_read: RawFd, child_write: RawFd) -> io::Result<()> {
-    // SAFETY: plain syscalls on integers; see `fork_shim` for signal safety.
-    unsafe {
-        // The BEAM blocks and ignores some signals in its threads; Python should start clean.
-        let mut empty: libc::sigset_t = std::mem::zeroed();
-        libc::sigemptyset(&mut empty);
-        libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
-        for sig in [libc::SIGPIPE, libc::SIGINT, libc::SIGTERM, libc::SIGCHLD] {
-            libc::signal(sig, libc::SIG_DFL);
-        }
-
-        if !use_stdio {
-            // Move both ends above 4 first, so that dup2 onto 3 or 4 cannot clobber either.
-            let r = libc::fcntl(child_read, libc::F_DUPFD_CLOEXEC, 5);
-            let w = libc::fcntl(child_write, libc::F_DUPFD_CLOEXEC, 5);
-            if r < 0 || w < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            if libc::dup2(r, 3) < 0 || libc::dup2(w, 4) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
-        // Do not leak the BEAM's other descriptors into Python (Linux >= 5.11; best effort).
-        const CLOSE_RANGE_CLOEXEC: libc::c_uint = 1 << 2;
-        libc::syscall(
-            libc::SYS_close_range,
-            5 as libc::c_uint,
-            libc::c_uint::MAX,
-            CLOSE_RANGE_CLOEXEC,
-        );
-    }
-    Ok(())
-}
-
+/// A pipe whose two ends are close-on-exec.
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2 writes two fds into the array on success.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+    // SAFETY: pipe2/pipe write two fds into the array on success.
+    #[cfg(target_os = "linux")]
+    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
+    #[cfg(not(target_os = "linux"))]
+    let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
+    if rc != 0 {
         return Err(io::Error::last_os_error());
     }
     // SAFETY: both fds were just created and are owned by nobody else.
-    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+    let fds = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    #[cfg(not(target_os = "linux"))]
+    for fd in [fds.0.as_raw_fd(), fds.1.as_raw_fd()] {
+        // SAFETY: fcntl on fds we own. Not atomic: a helper forked meanwhile by another thread
+        // gets a copy, which it closes at start-up (it closes every fd above 6).
+        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(fds)
 }
 
 impl ChildHandle {
-    /// The child's OS pid (also its process group id).
+    /// The target's OS pid (Python's, or the wrapper's with `wrap_exec`).
     pub fn pid(&self) -> u32 {
         self.inner.pid
     }
 
-    /// The child's process group id.
+    /// The helper's OS pid, which is also the id of the process group of the target.
     pub fn pgid(&self) -> u32 {
         self.inner.pgid
     }
@@ -326,39 +311,60 @@ impl ChildHandle {
         *lock(&self.inner.status)
     }
 
-    /// Blocks until Python exits (as reported by the shim), kills what is left of its process
-    /// group, and returns its status. Call it from exactly one thread.
+    /// Blocks until the target exits (as reported by the helper, which then kills what is left
+    /// of the process group) and returns its status. Call it from exactly one thread.
     pub fn wait(&self) -> ExitStatusCode {
         let pipe = lock(&self.inner.status_pipe).take();
-        let mut code_bytes = [0u8; 4];
-        let code = match pipe.map(|mut p| p.read_exact(&mut code_bytes)) {
-            Some(Ok(())) => u32::from_be_bytes(code_bytes) as ExitStatusCode,
-            // The shim itself was killed (e.g. the whole group got SIGKILL).
-            _ => 128 + libc::SIGKILL,
-        };
+        let reported = pipe.and_then(|mut p| match read_record(&mut p) {
+            Some((TAG_EXIT, code)) => Some(code as ExitStatusCode),
+            _ => None,
+        });
         let mut status = lock(&self.inner.status);
-        // Reap the shim if the kernel does not do it for us (SIGCHLD not ignored).
-        // SAFETY: waiting for our own child; ECHILD when already reaped is fine.
-        unsafe {
-            let mut raw = 0;
-            libc::waitpid(self.inner.pgid as libc::pid_t, &mut raw, 0);
-        }
-        // Python's own children go with it.
-        let _ = killpg(
-            Pid::from_raw(self.inner.pgid as libc::pid_t),
-            Signal::SIGKILL,
-        );
+        reap(self.inner.pgid);
+        let code = reported.unwrap_or_else(|| {
+            // The helper itself was killed (e.g. the whole group got SIGKILL, or someone killed
+            // the helper alone: then the target got its parent-death signal on Linux). Its
+            // group may still have members, which keep the group id from being reused.
+            let _ = killpg(
+                Pid::from_raw(self.inner.pgid as libc::pid_t),
+                Signal::SIGKILL,
+            );
+            128 + libc::SIGKILL
+        });
         *status = Some(code);
         self.inner.exited.notify_all();
         code
     }
 
     /// Sends `signal` to the child's process group unless the child has already exited.
-    pub fn signal_group(&self, signal: Signal) {
+    /// Returns whether it was sent.
+    pub fn signal_group(&self, signal: Signal) -> bool {
         let status = lock(&self.inner.status);
-        if status.is_none() {
-            let _ = killpg(Pid::from_raw(self.inner.pgid as libc::pid_t), signal);
+        // While the status is unknown the helper, whose pid is the group id, is alive: the
+        // group cannot be a recycled one.
+        status.is_none() && killpg(Pid::from_raw(self.inner.pgid as libc::pid_t), signal).is_ok()
+    }
+
+    /// Sends `SIGKILL` to the child's process group unless the child has already exited, and
+    /// remembers that it did (see [`ChildHandle::killed`]). Returns whether it was sent.
+    pub fn kill(&self) -> bool {
+        let status = lock(&self.inner.status);
+        if status.is_some() {
+            return false;
         }
+        // Marked before the signal, under the lock `wait` takes to record the status: whoever
+        // sees the status set afterwards also sees the mark.
+        self.inner.killed.store(true, Ordering::Release);
+        let _ = killpg(
+            Pid::from_raw(self.inner.pgid as libc::pid_t),
+            Signal::SIGKILL,
+        );
+        true
+    }
+
+    /// True if [`ChildHandle::kill`] sent its signal before the child exited on its own.
+    pub fn killed(&self) -> bool {
+        self.inner.killed.load(Ordering::Acquire)
     }
 
     /// Waits up to `timeout` for the child to exit (someone else must be calling [`wait`]).
@@ -403,111 +409,40 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 #[cfg(test)]
 mod tests {
+    // Starting programs needs the helper binary: those tests are in
+    // `native/snex_helper/tests/process.rs`.
     use super::*;
-    use std::io::{Read, Write};
 
-    fn sh(script: &str) -> SpawnSpec {
-        SpawnSpec {
-            program: "sh".into(),
-            args: vec!["-c".into(), script.into()],
-            ..Default::default()
-        }
+    #[test]
+    fn check_executable_finds_paths_and_names() {
+        assert!(check_executable(OsStr::new("sh")).is_ok());
+        assert!(check_executable(OsStr::new("/bin/sh")).is_ok());
+        let missing = check_executable(OsStr::new("/nonexistent/python")).unwrap_err();
+        assert_eq!(missing.kind(), io::ErrorKind::NotFound);
+        assert!(missing.to_string().contains("/nonexistent/python"));
+        // A directory is not a program.
+        assert!(check_executable(OsStr::new("/tmp")).is_err());
     }
 
     #[test]
-    fn pipes_are_on_fds_3_and_4() {
-        let mut s = spawn(&sh("read line <&3; echo \"got $line\" >&4")).unwrap();
-        let waiter = s.handle.clone();
-        let t = std::thread::spawn(move || waiter.wait());
-        s.to_child.write_all(b"hello\n").unwrap();
-        let mut out = String::new();
-        s.from_child.read_to_string(&mut out).unwrap();
-        assert_eq!(out, "got hello\n");
-        assert_eq!(t.join().unwrap(), 0);
-    }
-
-    #[test]
-    fn stdio_transport() {
-        let mut s = spawn(&SpawnSpec {
-            use_stdio: true,
-            ..sh("read line; echo \"got $line\"")
-        })
-        .unwrap();
-        let waiter = s.handle.clone();
-        let t = std::thread::spawn(move || waiter.wait());
-        s.to_child.write_all(b"x\n").unwrap();
-        let mut out = String::new();
-        s.from_child.read_to_string(&mut out).unwrap();
-        assert_eq!(out, "got x\n");
-        assert_eq!(t.join().unwrap(), 0);
-    }
-
-    #[test]
-    fn env_and_cd() {
-        let mut spec = sh("echo \"$SNEX_T:$(pwd)\" >&4");
-        spec.env.push(("SNEX_T".into(), "v".into()));
-        spec.cd = Some("/tmp".into());
-        let mut s = spawn(&spec).unwrap();
-        let waiter = s.handle.clone();
-        let t = std::thread::spawn(move || waiter.wait());
-        drop(s.to_child);
-        let mut out = String::new();
-        s.from_child.read_to_string(&mut out).unwrap();
-        assert_eq!(out, "v:/tmp\n");
-        assert_eq!(t.join().unwrap(), 0);
-    }
-
-    #[test]
-    fn exit_codes_and_signals() {
-        let s = spawn(&sh("exit 7")).unwrap();
-        assert_eq!(s.handle.wait(), 7);
-        let s = spawn(&sh("kill -9 $$")).unwrap();
-        assert_eq!(s.handle.wait(), 128 + 9);
-    }
-
-    #[test]
-    fn status_is_reported_when_sigchld_is_ignored() {
-        // As in the BEAM: children are reaped by the kernel, yet the shim reports the status.
-        // SAFETY: changes this test binary's disposition only; the shim resets it for itself.
-        unsafe { libc::signal(libc::SIGCHLD, libc::SIG_IGN) };
-        let s = spawn(&sh("exit 9")).unwrap();
-        assert_eq!(s.handle.wait(), 9);
-        let s = spawn(&sh("kill -11 $$")).unwrap();
-        assert_eq!(s.handle.wait(), 128 + 11);
-    }
-
-    #[test]
-    fn pid_is_pythons_not_the_shims() {
-        let mut s = spawn(&sh("echo $$ >&4")).unwrap();
-        let waiter = s.handle.clone();
-        let t = std::thread::spawn(move || waiter.wait());
-        drop(s.to_child);
-        let mut out = String::new();
-        s.from_child.read_to_string(&mut out).unwrap();
-        assert_eq!(out.trim(), s.handle.pid().to_string());
-        assert_eq!(t.join().unwrap(), 0);
-    }
-
-    #[test]
-    fn terminate_escalates_to_kill() {
-        // Ignores SIGTERM and never reads its pipe.
-        let s = spawn(&sh("trap '' TERM; while true; do sleep 0.05; done")).unwrap();
-        let waiter = s.handle.clone();
-        let t = std::thread::spawn(move || waiter.wait());
-        drop(s.to_child);
-        let started = Instant::now();
-        let code = s.handle.terminate(Duration::from_millis(200));
-        assert_eq!(code, Some(128 + 9));
-        assert!(started.elapsed() < Duration::from_secs(3));
-        assert_eq!(t.join().unwrap(), 128 + 9);
-    }
-
-    #[test]
-    fn missing_program_is_an_error() {
+    fn missing_helper_is_a_clear_error() {
         let spec = SpawnSpec {
-            program: "/nonexistent/python".into(),
+            helper: "/nonexistent/snex_helper".into(),
+            program: "sh".into(),
             ..Default::default()
         };
-        assert!(spawn(&spec).is_err());
+        let e = spawn(&spec).err().expect("spawn must fail");
+        assert_eq!(e.kind(), io::ErrorKind::NotFound);
+        assert!(e.to_string().contains("process helper is missing"), "{e}");
+    }
+
+    #[test]
+    fn pipes_are_close_on_exec() {
+        let (r, w) = pipe().unwrap();
+        for fd in [r.as_raw_fd(), w.as_raw_fd()] {
+            // SAFETY: fcntl on fds we own.
+            let flags = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+            assert_eq!(flags & libc::FD_CLOEXEC, libc::FD_CLOEXEC);
+        }
     }
 }

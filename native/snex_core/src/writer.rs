@@ -310,7 +310,19 @@ impl<P: PartialEq + Clone + Send + 'static> Writer<P> {
         pipe: File,
         port_limits: Limits,
         msgq_limits: Limits,
+        notify: impl FnMut(P) + Send + 'static,
+    ) -> io::Result<Writer<P>> {
+        Self::start_watched(pipe, port_limits, msgq_limits, notify, |_| {})
+    }
+
+    /// Like [`Writer::start`]; `failed` is called once, on the writer thread, if writing into
+    /// the pipe fails (`EPIPE`: the reader of the pipe is gone). The writer is closed then.
+    pub fn start_watched(
+        pipe: File,
+        port_limits: Limits,
+        msgq_limits: Limits,
         mut notify: impl FnMut(P) + Send + 'static,
+        failed: impl FnOnce(io::Error) + Send + 'static,
     ) -> io::Result<Writer<P>> {
         let flags = fcntl(&pipe, FcntlArg::F_GETFL)?;
         let flags = OFlag::from_bits_retain(flags) | OFlag::O_NONBLOCK;
@@ -332,7 +344,11 @@ impl<P: PartialEq + Clone + Send + 'static> Writer<P> {
         let thread_shared = shared.clone();
         std::thread::Builder::new()
             .name("snex-writer".into())
-            .spawn(move || write_loop(rx, &thread_shared, &mut notify))?;
+            .spawn(move || {
+                if let Err(e) = write_loop(rx, &thread_shared, &mut notify) {
+                    failed(e);
+                }
+            })?;
         Ok(Writer { shared })
     }
 
@@ -474,9 +490,14 @@ fn write_once(mut file: &File, frame: &Outgoing) -> usize {
     file.write_vectored(&slices[..take]).unwrap_or(0)
 }
 
-fn write_loop<P: PartialEq>(rx: Receiver<Msg>, shared: &Shared<P>, notify: &mut dyn FnMut(P)) {
+/// The writer thread; returns the error that stopped it, if any.
+fn write_loop<P: PartialEq>(
+    rx: Receiver<Msg>,
+    shared: &Shared<P>,
+    notify: &mut dyn FnMut(P),
+) -> io::Result<()> {
     let mut batch: Vec<Outgoing> = Vec::with_capacity(MAX_BATCH);
-    let mut failed = false;
+    let mut failure = None;
     while let Ok(first) = rx.recv() {
         let mut next = Some(first);
         while let Some(msg) = next.take() {
@@ -505,10 +526,10 @@ fn write_loop<P: PartialEq>(rx: Receiver<Msg>, shared: &Shared<P>, notify: &mut 
             }),
             None => Err(io::ErrorKind::BrokenPipe.into()),
         };
-        if result.is_err() {
-            // Python is gone; the reaper reports it.
+        if let Err(e) = result {
+            // Python is gone, or closed its end: the caller of `start_watched` finds out.
             shared.port.sub(total - accepted);
-            failed = true;
+            failure = Some(e);
             break;
         }
         shared.inflight.fetch_sub(frames, Ordering::AcqRel);
@@ -521,7 +542,7 @@ fn write_loop<P: PartialEq>(rx: Receiver<Msg>, shared: &Shared<P>, notify: &mut 
         let mut pipe = lock(&shared.pipe);
         // The rest of a direct write made while the queue was being closed.
         if let Some(partial) = pipe.partial.take() {
-            if let (false, Some(file)) = (failed, pipe.file.as_ref()) {
+            if let (None, Some(file)) = (&failure, pipe.file.as_ref()) {
                 let _ = write_all(file, Some(&partial), &[], |_| {});
             }
             shared.port.sub(partial.rest());
@@ -540,6 +561,7 @@ fn write_loop<P: PartialEq>(rx: Receiver<Msg>, shared: &Shared<P>, notify: &mut 
     for gate in [&shared.port, &shared.msgq] {
         gate.drained(0, true, notify);
     }
+    failure.map_or(Ok(()), Err)
 }
 
 /// Writes the rest of `partial`, then the whole batch, reporting each number of bytes the pipe

@@ -195,14 +195,53 @@ fn a_refused_kind_fails_before_the_body_is_read() {
     assert!(matches!(err, FrameError::UnexpectedKind(b'a')));
     assert!(err.to_string().contains("unexpected frame kind 97"));
 
-    // Accepted kinds are read as usual.
-    let data = stream(&frames());
+    // Accepted kinds are read as usual (with pickle bodies, see the next test).
+    let pickles: Vec<Frame> = frames()
+        .into_iter()
+        .filter(|f| f.body.is_empty() || f.body[0] == 0x80)
+        .collect();
+    assert_eq!(pickles.len(), 2);
+    let data = stream(&pickles);
     let mut reader = FrameReader::new(&data[..]);
-    for expected in frames() {
+    for expected in pickles {
         let frame = reader.read_frame_of(|_| true).unwrap().unwrap();
         assert_eq!(
             (frame.kind, frame.id, frame.body),
             (expected.kind, expected.id, expected.body)
         );
     }
+}
+
+#[test]
+fn a_stray_header_is_found_before_its_body_is_read() {
+    // A well-formed header written into the pipe by mistake, claiming a long body: what follows
+    // is a real frame, which begins with its length, not with a pickle.
+    let mut data = encode_header(kind::REPLY_OK, 7, 1 << 30).unwrap().to_vec();
+    data.extend(stream(&frames()[..1]));
+    let mut reader = FrameReader::new(&data[..]);
+    let err = reader
+        .read_frame_of(|k| (kind::REPLY_OK..=kind::SEND).contains(&k))
+        .unwrap_err();
+    assert!(matches!(err, FrameError::NotPickle(0)), "{err}");
+    assert!(err.to_string().contains("not a pickle"));
+
+    // The check needs only the body's first byte: it is made before more arrives.
+    let mut data = encode_header(kind::CALL, 7, 1 << 30).unwrap().to_vec();
+    data.push(b'x');
+    let mut reader = FrameReader::new(&data[..]);
+    let err = reader.read_frame_of(|_| true).unwrap_err();
+    assert!(matches!(err, FrameError::NotPickle(b'x')), "{err}");
+
+    // A header with nothing after it is a truncated frame; plain `read_frame` takes any body.
+    let data = encode_header(kind::CALL, 7, 5).unwrap().to_vec();
+    let mut reader = FrameReader::new(&data[..]);
+    assert!(matches!(
+        reader.read_frame_of(|_| true),
+        Err(FrameError::Truncated)
+    ));
+    let data = stream(&frames());
+    let mut reader = FrameReader::new(&data[..]);
+    assert_eq!(reader.read_frame().unwrap().unwrap(), frames()[0]);
+    assert_eq!(reader.read_frame().unwrap().unwrap(), frames()[1]);
+    assert_eq!(reader.read_frame().unwrap().unwrap(), frames()[2]);
 }

@@ -28,6 +28,8 @@ rustler::atoms! {
     protocol,
     version,
     snex_exit,
+    transport_closed,
+    protocol_error,
     snex_request,
     snex_protocol_error,
     snex_writable,

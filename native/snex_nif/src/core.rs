@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
 use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, ResourceArc};
@@ -11,6 +11,7 @@ use snex_core::frame::kind;
 use snex_core::interrupt::Interrupter;
 use snex_core::process::{self, ChildHandle, SpawnSpec};
 
+use crate::loss::{self, Loss};
 use crate::reader;
 use crate::resources::InterpreterRes;
 use crate::writer::{self, Limits, Outgoing, Writer};
@@ -46,6 +47,8 @@ pub struct Core {
     next_request: AtomicU64,
     next_env: AtomicI64,
     shut_down: AtomicBool,
+    /// How the transport was lost, if it was (the first report wins; see [`crate::loss`]).
+    loss: Mutex<Option<Loss>>,
 }
 
 /// How long a stopping Python gets after its pipe is closed, and again after `SIGTERM`.
@@ -83,10 +86,18 @@ impl Core {
         default_encoding: u32,
     ) -> std::io::Result<Arc<Core>> {
         let spawned = process::spawn(spec)?;
+        // The writer starts before the core exists; it finds it here when a write fails.
+        let slot: Arc<OnceLock<Weak<Core>>> = Arc::new(OnceLock::new());
+        let failed_slot = slot.clone();
         let writer = writer::start(
             spawned.to_child,
             transport.port_limits,
             transport.msgq_limits,
+            move |e| {
+                if let Some(core) = failed_slot.get().and_then(Weak::upgrade) {
+                    core.transport_lost(Loss::write_failed(&e));
+                }
+            },
         )?;
         let interrupter = Arc::new(Interrupter::new(spawned.handle.pgid()));
         let core = Arc::new(Core {
@@ -102,7 +113,9 @@ impl Core {
             next_request: AtomicU64::new(1),
             next_env: AtomicI64::new(1),
             shut_down: AtomicBool::new(false),
+            loss: Mutex::new(None),
         });
+        let _ = slot.set(Arc::downgrade(&core));
         reader::start(core.clone(), spawned.from_child)?;
         let reaper = core.clone();
         std::thread::Builder::new()
@@ -111,12 +124,46 @@ impl Core {
                 let code = reaper.child.wait();
                 reaper.writer.close();
                 reaper.fail_all_pending();
+                // Killed because its transport was lost: that is the reason to report.
+                let loss = if reaper.child.killed() {
+                    reaper
+                        .loss
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                } else {
+                    None
+                };
                 let mut env = OwnedEnv::new();
                 let _ = env.send_and_clear(&reaper.owner, |env| {
-                    (crate::atoms::snex_exit(), code).encode(env)
+                    let reason = match &loss {
+                        Some(loss) => loss.encode(env),
+                        None => code.encode(env),
+                    };
+                    (crate::atoms::snex_exit(), reason).encode(env)
                 });
             })?;
         Ok(core)
+    }
+
+    /// The transport is gone (end of file or a protocol error on the reader, a failed write)
+    /// while Python may still run: unless the interpreter is being shut down, Python is killed
+    /// with its process group if it does not exit on its own within the loss's grace, and the
+    /// reaper then reports the loss as the exit reason. Only the first report counts.
+    pub fn transport_lost(&self, loss: Loss) {
+        if self.is_shut_down() {
+            return;
+        }
+        let grace = {
+            let mut slot = self.loss.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_some() {
+                return;
+            }
+            let grace = loss.grace();
+            *slot = Some(loss);
+            grace
+        };
+        loss::kill_after(&self.child, grace);
     }
 
     /// Starts a caller's turn to encode and queue. With `parallelism: false` only one caller

@@ -10,6 +10,7 @@ mod atoms;
 mod core;
 mod decode;
 mod encode;
+mod loss;
 mod nifs;
 mod py_keys;
 mod reader;

@@ -27,6 +27,8 @@ use crate::writer::Outgoing;
 /// Options of `start/1`, as a map from Elixir.
 #[derive(rustler::NifMap)]
 struct StartOpts {
+    /// Path of the `snex_helper` program that starts and watches Python.
+    helper: String,
     program: String,
     args: Vec<String>,
     env: Vec<(String, String)>,
@@ -122,6 +124,7 @@ macro_rules! submitting_nifs {
 #[rustler::nif(schedule = "DirtyIo")]
 fn start(env: Env, opts: StartOpts) -> Term {
     let spec = SpawnSpec {
+        helper: OsString::from(opts.helper),
         program: OsString::from(opts.program),
         args: opts.args.into_iter().map(OsString::from).collect(),
         env: opts

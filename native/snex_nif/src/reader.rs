@@ -57,10 +57,13 @@ fn read_loop(core: &Core, pipe: File) {
                     return;
                 }
             }
-            // EOF: Python exited or closed its end; the reaper reports the exit.
-            Ok(None) => return,
+            // EOF: Python exited or closed its end; if it does not exit, it is killed.
+            Ok(None) => {
+                core.transport_lost(crate::loss::Loss::eof());
+                return;
+            }
             Err(e) => {
-                protocol_error(core, &e.to_string());
+                core.transport_lost(crate::loss::Loss::read_failed(&e));
                 return;
             }
         }

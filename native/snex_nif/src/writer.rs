@@ -13,10 +13,17 @@ pub use snex_core::writer::{Limits, Outgoing};
 pub type Writer = snex_core::writer::Writer<LocalPid>;
 
 /// Starts the writer of `pipe` with the busy limits of the bytes not yet accepted by the pipe
-/// (`port_limits`) and of those not yet taken by the writer thread (`msgq_limits`).
-pub fn start(pipe: File, port_limits: Limits, msgq_limits: Limits) -> io::Result<Writer> {
+/// (`port_limits`) and of those not yet taken by the writer thread (`msgq_limits`). `failed`
+/// is called on the writer thread if writing into the pipe fails.
+pub fn start(
+    pipe: File,
+    port_limits: Limits,
+    msgq_limits: Limits,
+    failed: impl FnOnce(io::Error) + Send + 'static,
+) -> io::Result<Writer> {
     let mut env = OwnedEnv::new();
-    Writer::start(pipe, port_limits, msgq_limits, move |pid: LocalPid| {
+    let notify = move |pid: LocalPid| {
         let _ = env.send_and_clear(&pid, |env| crate::atoms::snex_writable().encode(env));
-    })
+    };
+    Writer::start_watched(pipe, port_limits, msgq_limits, notify, failed)
 }
