@@ -178,6 +178,9 @@ defmodule Snex do
       {:remote, node} ->
         remote(node, :pyeval, [target, code, vars, opts], timeout)
 
+      {:remote, node, target} ->
+        remote(node, :pyeval, [target, code, vars, opts], timeout)
+
       :gone ->
         gone()
     end
