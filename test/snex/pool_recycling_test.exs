@@ -140,13 +140,19 @@ defmodule Snex.PoolRecyclingTest do
     assert {:ok, nil} = Snex.pyeval(pool, "import sys\nsys.ballast = b'x' * (200 * 1024 * 1024)")
 
     # Calls keep succeeding while the member is replaced.
+    deadline = System.monotonic_time(:millisecond) + 30_000
+
     results =
       Stream.repeatedly(fn -> Snex.pyeval(pool, "import os\nreturn os.getpid()") end)
       |> Enum.reduce_while([], fn result, acc ->
         acc = [result | acc]
-        if OSProcess.alive?(first_os_pid), do: {:cont, acc}, else: {:halt, acc}
+
+        if OSProcess.alive?(first_os_pid) and System.monotonic_time(:millisecond) < deadline,
+          do: {:cont, acc},
+          else: {:halt, acc}
       end)
 
+    refute OSProcess.alive?(first_os_pid)
     assert Enum.all?(results, &match?({:ok, _}, &1))
     assert [other] = Snex.Pool.members(pool)
     refute other == first
