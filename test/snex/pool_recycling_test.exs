@@ -67,26 +67,45 @@ defmodule Snex.PoolRecyclingTest do
     # The init script is the first request; the next two calls reach max_calls.
     pool = start_pool(context, size: 1, max_calls: 3, retire_grace: 50)
     [first] = Snex.Pool.members(pool)
+    release = Path.join(System.tmp_dir!(), "snex-pool-#{System.unique_integer([:positive])}")
+    on_exit(fn -> File.rm(release) end)
     me = self()
 
-    long =
-      Task.async(fn ->
-        Snex.pyeval(
-          pool,
-          "import asyncio, os\nawait snex.send(me, 'started')\nawait asyncio.sleep(1)\nreturn os.getpid()",
-          %{"me" => me}
-        )
-      end)
+    code = """
+    import asyncio, os
+    await snex.send(me, 'started')
+    while not os.path.exists(release):
+        await asyncio.sleep(0.01)
+    return os.getpid()
+    """
 
+    long = Task.async(fn -> Snex.pyeval(pool, code, %{"me" => me, "release" => release}) end)
     assert_receive "started", 10_000
     first_os_pid = Snex.Interpreter.os_pid(first)
     # Over the limit: the next calls are served until the replacement is ready, then by it.
     assert {:ok, ^first_os_pid} = Snex.pyeval(pool, "import os\nreturn os.getpid()")
     assert OSProcess.eventually(fn -> Snex.Pool.members(pool) != [first] end)
-    assert Process.alive?(first)
+
+    # Retired, but its call is still running: it stays.
+    ref = Process.monitor(first)
+    refute_receive {:DOWN, ^ref, _, _, _}, 300
+    File.write!(release, "")
     assert {:ok, ^first_os_pid} = Task.await(long, 10_000)
+    assert_receive {:DOWN, ^ref, :process, _, :shutdown}, 10_000
     assert OSProcess.wait_gone(first_os_pid)
-    refute Process.alive?(first)
+  end
+
+  test "a caller that picked a member just before it retired can still use it", context do
+    pool = start_pool(context, size: 1, max_calls: 3, retire_grace: 1_000)
+    # What a caller picking the member gets.
+    assert {:local, first, _res, -1} = Snex.Target.resolve(pool)
+    for _ <- 1..2, do: assert({:ok, 1} = Snex.pyeval(pool, "return 1"))
+    assert OSProcess.eventually(fn -> Snex.Pool.members(pool) != [first] end)
+
+    ref = Process.monitor(first)
+    refute_receive {:DOWN, ^ref, _, _, _}, 200
+    assert {:ok, 2} = Snex.pyeval(first, "return 2")
+    assert_receive {:DOWN, ^ref, :process, _, :shutdown}, 10_000
   end
 
   test "envs on a retired member are reported as gone afterwards", context do
@@ -121,6 +140,27 @@ defmodule Snex.PoolRecyclingTest do
     # ...and once the env is quiet, the member goes.
     ref = Process.monitor(first)
     assert_receive {:DOWN, ^ref, :process, _, :shutdown}, 10_000
+  end
+
+  test "retire_timeout: an env kept busy holds its retiring member only so long", context do
+    pool = start_pool(context, size: 1, max_calls: 5, retire_grace: 60_000, retire_timeout: 300)
+    [first] = Snex.Pool.members(pool)
+    {:ok, env} = Snex.make_env(pool)
+    for _ <- 1..5, do: assert({:ok, _} = Snex.pyeval(pool, "return 1"))
+    assert OSProcess.eventually(fn -> Snex.Pool.members(pool) != [first] end)
+    ref = Process.monitor(first)
+    deadline = System.monotonic_time(:millisecond) + 10_000
+
+    # The env is never quiet for the grace period, yet the member goes after retire_timeout,
+    # between two calls; the env is gone then.
+    Stream.repeatedly(fn -> Snex.pyeval(env, "import asyncio\nawait asyncio.sleep(0.02)") end)
+    |> Enum.find(fn result ->
+      assert System.monotonic_time(:millisecond) < deadline
+      not match?({:ok, nil}, result)
+    end)
+    |> then(&assert {:error, %Error{code: :call_failed}} = &1)
+
+    assert_receive {:DOWN, ^ref, :process, _, :shutdown}
   end
 
   test "max_memory: a member whose Python grows too big is replaced", context do
