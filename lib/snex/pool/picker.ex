@@ -6,9 +6,13 @@ defmodule Snex.Pool.Picker do
   #
   # The least-loaded member is the one with the fewest requests waiting for their reply
   # (`pending` of `Snex.Native.stats/1`); members that reached `max_calls` come last. The scan
-  # starts at a varying member, so ties (an idle pool) are spread over the members, and stops at
-  # the first idle one. With `scope: :cluster`, a request goes to another node when every local
-  # member is busier than that node's least-loaded one (from its latest load summary).
+  # stops at the first idle member. For a request (`:any`) it starts at the first member, so an
+  # idle pool answers from the same, warm, Python process (waking a different idle process for
+  # each call costs about 30 µs more per call, see `docs/decisions.md`); for an environment
+  # (`:local`) it starts at the next member in turn, so that envs made on an idle pool (and the
+  # state they will hold) are spread over the members. With `scope: :cluster`, a request goes
+  # to another node when every local member is busier than that node's least-loaded one (from
+  # its latest load summary).
 
   alias Snex.Pool.Table
 
@@ -31,7 +35,7 @@ defmodule Snex.Pool.Picker do
   end
 
   defp pick(name, where, manager, members, max_calls, remotes) do
-    case least_loaded(members, max_calls, manager) do
+    case least_loaded(members, max_calls, manager, where) do
       nil ->
         if where == :any, do: remote(name, remotes, :infinity) || :gone, else: :gone
 
@@ -43,11 +47,14 @@ defmodule Snex.Pool.Picker do
     end
   end
 
-  defp least_loaded({}, _max_calls, _manager), do: nil
+  defp least_loaded({}, _max_calls, _manager, _where), do: nil
 
-  defp least_loaded(members, max_calls, manager) do
+  defp least_loaded(members, max_calls, manager, where) do
     n = tuple_size(members)
-    start = rem(System.unique_integer([:monotonic, :positive]), n)
+
+    start =
+      if where == :local, do: rem(System.unique_integer([:monotonic, :positive]), n), else: 0
+
     scan(members, n, start, n, max_calls, manager, nil)
   end
 
