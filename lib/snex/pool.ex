@@ -10,8 +10,8 @@ defmodule Snex.Pool do
       {:ok, env} = Snex.make_env(MyApp.Py, %{"x" => 1})
       {:ok, 2} = Snex.pyeval(env, "return x + 1")
 
-  The pool's name works wherever an interpreter does in `Snex.pyeval/4`, `Snex.make_env/3`,
-  `Snex.stream/4` and `Snex.call/5`:
+  The pool's name (or the pid `start_link/1` returns) works wherever an interpreter does in
+  `Snex.pyeval/4`, `Snex.make_env/3`, `Snex.stream/4` and `Snex.call/5`:
 
     * `Snex.pyeval/4` and `Snex.call/5` on the name run on the least-loaded member: the one with
       the fewest requests waiting for their reply. The caller picks it itself, from a public
@@ -40,8 +40,9 @@ defmodule Snex.Pool do
       (default 1 000).
     * `:retire_grace` - a retiring member is stopped once nothing is pending on it and nothing
       was sent to it for this many milliseconds (default 1 000).
-    * `:retire_timeout` - a retiring member whose environments keep it busy is stopped at the
-      first moment nothing is pending on it after this many milliseconds (default 60 000).
+    * `:retire_timeout` - how long a retiring member whose environments keep it busy is kept
+      (default 60 000 ms): then calls on its environments are refused (`call_failed`), and it
+      is stopped once its pending requests are done.
     * `:scope` - `:local` (default) or `:cluster` (see "Across nodes").
     * `:summary_interval` - with `scope: :cluster`, milliseconds between two load summaries
       sent to the other nodes (default 100).
@@ -115,11 +116,11 @@ defmodule Snex.Pool do
   end
 
   @doc "The pids of the pool's active members on this node (retiring ones excluded)."
-  @spec members(atom()) :: [pid()]
+  @spec members(GenServer.server()) :: [pid()]
   def members(pool), do: GenServer.call(pool, :members)
 
   @doc "Stops the pool and its members."
-  @spec stop(atom(), term(), timeout()) :: :ok
+  @spec stop(GenServer.server(), term(), timeout()) :: :ok
   def stop(pool, reason \\ :normal, timeout \\ :infinity),
     do: GenServer.stop(pool, reason, timeout)
 end

@@ -19,6 +19,8 @@ defmodule Snex.Target do
 
   def resolve(%Env{id: id, ref: ref, interpreter: pid}) do
     cond do
+      # A pool member being retired that no longer takes calls on its envs.
+      Snex.Pool.Table.closing?(pid) -> :gone
       Snex.Native.is_env(ref) -> {:local, pid, ref, id}
       res = Snex.Interpreter.resource(pid) -> {:local, pid, res, id}
       true -> :gone

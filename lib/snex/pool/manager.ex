@@ -15,8 +15,8 @@ defmodule Snex.Pool.Manager do
   # Retiring: the replacement starts first and takes the retiring member's place in the table
   # when it is ready, so the pool never has fewer active members because of recycling. The
   # retiring member is stopped once nothing is pending on it and it has been quiet (nothing
-  # submitted) for `retire_grace` ms, or, if its envs keep it busy, at the first moment nothing
-  # is pending after `retire_timeout` ms.
+  # submitted) for `retire_grace` ms, or, if its envs keep it busy, once its pending requests
+  # are done after `retire_timeout` ms (calls on its envs are refused from then on).
   use GenServer
 
   alias Snex.Pool.{Cluster, Memory, Options, Table}
@@ -144,11 +144,11 @@ defmodule Snex.Pool.Manager do
         {:noreply, state}
 
       {%{status: status}, members} when status in [:retiring, :stopping] ->
-        Table.unmark_due(pid)
+        Table.forget_member(pid)
         {:noreply, %{state | members: members}}
 
       {%{status: :active, due: due}, members} ->
-        Table.unmark_due(pid)
+        Table.forget_member(pid)
         state = %{state | members: members, order: List.delete(state.order, pid)}
         publish(state)
 
@@ -215,6 +215,8 @@ defmodule Snex.Pool.Manager do
     if changed, do: publish(state)
     {:noreply, state}
   end
+
+  def handle_info(_message, state), do: {:noreply, state}
 
   @impl true
   def terminate(_reason, state) do
@@ -313,12 +315,15 @@ defmodule Snex.Pool.Manager do
   end
 
   defp drain(state, {pid, %{status: :retiring, res: res} = m}, now) do
+    %Options{retire_grace: grace, retire_timeout: timeout} = state.options
+    # Past the timeout, calls on its envs are refused, so that what is pending drains.
+    timed_out = now - m.retired_at >= timeout
+    if timed_out, do: Table.close(pid)
     %{pending: pending, submitted: submitted} = Snex.Native.stats(res)
     active = pending > 0 or submitted != m.submitted
     quiet_since = if active, do: now, else: m.quiet_since
-    %Options{retire_grace: grace, retire_timeout: timeout} = state.options
 
-    if pending == 0 and (now - quiet_since >= grace or now - m.retired_at >= timeout) do
+    if pending == 0 and (now - quiet_since >= grace or timed_out) do
       Process.exit(pid, :shutdown)
       put_in(state.members[pid], %{status: :stopping})
     else

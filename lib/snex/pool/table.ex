@@ -15,6 +15,8 @@ defmodule Snex.Pool.Table do
   #       the name of the pool whose manager is `manager`, so that its pid works as the name
   #   {{:due, member_pid}, manager, nil}
   #       a member that reached `max_calls`, so that only one caller tells the manager
+  #   {{:closing, member_pid}, manager, nil}
+  #       a retiring member past `retire_timeout`: calls on its envs are refused
   #
   # When a manager dies, this process deletes its rows.
   use GenServer
@@ -93,9 +95,20 @@ defmodule Snex.Pool.Table do
   @spec mark_due(pid(), pid()) :: boolean()
   def mark_due(member, manager), do: :ets.insert_new(@table, {{:due, member}, manager, nil})
 
-  @doc "Forgets the mark of `member`."
-  @spec unmark_due(pid()) :: true
-  def unmark_due(member), do: :ets.delete(@table, {:due, member})
+  @doc "Refuses calls on the envs of `member` from now on."
+  @spec close(pid()) :: true
+  def close(member), do: :ets.insert(@table, {{:closing, member}, self(), nil})
+
+  @doc "Whether `member` refuses calls on its envs (false for any other pid)."
+  @spec closing?(pid()) :: boolean()
+  def closing?(member), do: :ets.member(@table, {:closing, member})
+
+  @doc "Forgets the marks of `member` (it is gone)."
+  @spec forget_member(pid()) :: true
+  def forget_member(member) do
+    :ets.delete(@table, {:due, member})
+    :ets.delete(@table, {:closing, member})
+  end
 
   @doc "Deletes every row of `manager`."
   @spec delete_manager(pid()) :: non_neg_integer()
