@@ -175,6 +175,30 @@ defmodule Snex.PoolTest do
     end
   end
 
+  test "the load counters of an interpreter: pending and submitted requests" do
+    {:ok, i} = start_supervised({Snex.Interpreter, []})
+    stats = fn -> Snex.Native.stats(Snex.Interpreter.resource(i)) end
+    # The init script was the first request.
+    assert %{pending: 0, submitted: 1} = stats.()
+    for _ <- 1..3, do: {:ok, 1} = Snex.pyeval(i, "return 1")
+    assert %{pending: 0, submitted: 4} = stats.()
+
+    me = self()
+    code = "import asyncio\nawait snex.send(me, 'started')\nawait asyncio.sleep(3600)"
+    tasks = for _ <- 1..2, do: Task.async(fn -> Snex.pyeval(i, code, %{"me" => me}) end)
+    for _ <- 1..2, do: assert_receive("started", 10_000)
+    assert %{pending: 2, submitted: 6} = stats.()
+
+    # A timeout or the caller's death takes the request out.
+    assert {:error, %Error{code: :response_timeout}} =
+             Snex.pyeval(i, "import asyncio\nawait asyncio.sleep(3600)", timeout: 50)
+
+    Task.shutdown(hd(tasks), :brutal_kill)
+    assert OSProcess.eventually(fn -> match?(%{pending: 1, submitted: 7}, stats.()) end)
+    Task.shutdown(List.last(tasks), :brutal_kill)
+    assert OSProcess.eventually(fn -> match?(%{pending: 0}, stats.()) end)
+  end
+
   test "least-loaded: a member busy with a long call does not get the next calls", context do
     pool = start_pool(context, size: 2)
     {task, held} = hold(pool)
