@@ -1,5 +1,6 @@
 # Snex.Pool: throughput of CPU-bound calls with 1, 2 and 4 members (and one plain interpreter
-# for comparison), and what picking a member adds to the latency of a small call.
+# for comparison; the same work in as many plain Python processes is the ceiling), and what
+# picking a member adds to the latency of a small call.
 #
 #     MIX_ENV=prod mix run bench/pool.exs
 #
@@ -49,6 +50,39 @@ single_cps =
 
 Snex.Interpreter.stop(single)
 
+# The ceiling: the same work in 1, 2 and 4 plain Python processes, outside the BEAM, measured
+# now (the machine may be shared: its other load shows here too).
+floor_py = """
+import multiprocessing as mp, sys, time
+
+def work(n, seconds, out):
+    deadline = time.monotonic() + seconds
+    count = 0
+    while time.monotonic() < deadline:
+        sum(i * i for i in range(n))
+        count += 1
+    out.put(count)
+
+n, seconds, procs = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+out = mp.Queue()
+ps = [mp.Process(target=work, args=(n, seconds, out)) for _ in range(procs)]
+for p in ps:
+    p.start()
+total = sum(out.get() for _ in ps)
+for p in ps:
+    p.join()
+print(total / seconds)
+"""
+
+python = System.find_executable("python3")
+
+ceiling =
+  for procs <- [1, 2, 4] do
+    args = ["-c", floor_py, to_string(n), to_string(seconds), to_string(procs)]
+    {out, 0} = System.cmd(python, args)
+    {procs, out |> String.trim() |> String.to_float()}
+  end
+
 pools =
   for size <- [1, 2, 4] do
     name = :"bench_pool_#{size}"
@@ -62,11 +96,12 @@ pools =
 IO.puts("One call alone: #{Bench.fmt(call_ms)} ms\n")
 
 Bench.table([
-  ["target", "calls/s", "vs 1 member"]
-  | [["interpreter", round(single_cps), "-"]] ++
+  ["target", "calls/s", "vs 1 member", "plain Python processes, calls/s"]
+  | [["interpreter", round(single_cps), "-", "-"]] ++
       for {size, cps} <- pools do
         {1, one} = List.keyfind(pools, 1, 0)
-        ["pool of #{size}", round(cps), "#{Bench.fmt(cps / one)}x"]
+        {^size, py} = List.keyfind(ceiling, size, 0)
+        ["pool of #{size}", round(cps), "#{Bench.fmt(cps / one)}x", round(py)]
       end
 ])
 
@@ -102,6 +137,8 @@ Snex.Interpreter.stop(plain)
 IO.puts(
   "BENCH pool cores=#{cores} interpreter_cps=#{round(single_cps)} " <>
     Enum.map_join(pools, " ", fn {size, cps} -> "pool#{size}_cps=#{round(cps)}" end) <>
+    " " <>
+    Enum.map_join(ceiling, " ", fn {procs, cps} -> "python#{procs}_cps=#{round(cps)}" end) <>
     " " <>
     Enum.map_join(latency, " ", fn {target, median} -> "#{target}_us=#{Bench.fmt(median)}" end)
 )
