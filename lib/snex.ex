@@ -190,6 +190,9 @@ defmodule Snex do
         code = if src, do: %Snex.Code{src: src, file: file, line: line}
         remote(node, :pyeval, [target, code, vars, Keyword.delete(opts, :returning)], timeout)
 
+      {:remote, node, target} ->
+        remote(node, :pyeval, [target, code, vars, opts], timeout)
+
       :gone ->
         gone()
     end

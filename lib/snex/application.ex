@@ -6,6 +6,7 @@ defmodule Snex.Application do
   def start(_type, _args) do
     # Python sets decode into MapSets of this Elixir's shape.
     Snex.Native.set_mapset_template(MapSet.new())
-    Supervisor.start_link([Snex.Registry], strategy: :one_for_one, name: Snex.Supervisor)
+    children = [Snex.Registry, Snex.Pool.Table, Snex.Pool.Cluster.scope_child_spec()]
+    Supervisor.start_link(children, strategy: :one_for_one, name: Snex.Supervisor)
   end
 end

@@ -6,18 +6,21 @@ defmodule Snex.Target do
   alias Snex.Env
 
   @type local :: {:local, pid(), nif_target :: reference(), env_id :: integer()}
-  @type t :: local() | {:remote, node()} | :gone
+  @type t :: local() | {:remote, node()} | {:remote, node(), GenServer.server()} | :gone
 
   @doc """
   For an env: its resource, or the interpreter's resource with the env id when the env has
   been to another node and back. For an interpreter: its resource with env id `-1` (a
-  throw-away copy of the root env).
+  throw-away copy of the root env). For a pool (`Snex.Pool`): its least-loaded member, which
+  may be another node's pool (`{:remote, node, target}`: run the request there on `target`).
   """
   @spec resolve(Env.t() | GenServer.server()) :: t()
   def resolve(%Env{interpreter: pid} = env) when node(pid) != node(), do: remote(env)
 
   def resolve(%Env{id: id, ref: ref, interpreter: pid}) do
     cond do
+      # A pool member being retired that no longer takes calls on its envs.
+      Snex.Pool.Table.closing?(pid) -> :gone
       Snex.Native.is_env(ref) -> {:local, pid, ref, id}
       res = Snex.Interpreter.resource(pid) -> {:local, pid, res, id}
       true -> :gone
@@ -25,7 +28,7 @@ defmodule Snex.Target do
   end
 
   def resolve(interpreter) do
-    case interpreter(interpreter) do
+    case lookup(interpreter, :any) do
       {:local, pid, res} -> {:local, pid, res, -1}
       other -> other
     end
@@ -34,13 +37,39 @@ defmodule Snex.Target do
   @doc """
   Resolves an interpreter to its pid and resource. A name registered to no process (for
   instance while a supervisor restarts the interpreter) and a dead pid are `:gone`; anything
-  that is not a `t:GenServer.server/0` raises `ArgumentError`.
+  that is not a `t:GenServer.server/0` raises `ArgumentError`. A pool's name gives its
+  least-loaded member on this node (`:gone` while it has none); so does its pid.
   """
   @spec interpreter(GenServer.server()) ::
           {:local, pid(), reference()} | {:remote, node()} | :gone
-  def interpreter(interpreter) do
+  def interpreter(interpreter), do: lookup(interpreter, :local)
+
+  defp lookup(interpreter, where) do
     check_server!(interpreter)
 
+    case pool(interpreter, where) do
+      :not_a_pool -> by_name(interpreter)
+      picked -> picked
+    end
+  end
+
+  # Pool names are checked first: the pool's manager is registered under the name.
+  defp pool(name, where) when is_atom(name), do: Snex.Pool.Picker.pick(name, where)
+
+  defp pool({name, node}, _where) when is_atom(name) and node == node(),
+    do: Snex.Pool.Picker.pick(name, :local)
+
+  # A pool's pid works as its name.
+  defp pool(pid, where) when is_pid(pid) and node(pid) == node() do
+    case Snex.Pool.Table.name_of(pid) do
+      nil -> :not_a_pool
+      name -> Snex.Pool.Picker.pick(name, where)
+    end
+  end
+
+  defp pool(_interpreter, _where), do: :not_a_pool
+
+  defp by_name(interpreter) do
     case GenServer.whereis(interpreter) do
       pid when is_pid(pid) and node(pid) == node() ->
         case Snex.Interpreter.resource(pid) do

@@ -20,6 +20,13 @@ defmodule Snex.Test.Cluster do
     {:ok, pid}
   end
 
+  @doc "Runs on a peer: starts a `Snex.Pool` that outlives the calling (erpc) process."
+  def start_pool(opts) do
+    {:ok, pid} = Snex.Pool.start_link(opts)
+    Process.unlink(pid)
+    {:ok, pid}
+  end
+
   @doc "Runs on a peer: makes an env that outlives the calling (erpc) process."
   def make_kept_env(interpreter, vars) do
     {:ok, env} = Snex.make_env(interpreter, vars)

@@ -214,6 +214,17 @@ impl Core {
         self.next_env.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// How many requests are waiting for their reply.
+    pub fn pending_count(&self) -> usize {
+        self.pending().len()
+    }
+
+    /// How many request ids were handed out: every request ever submitted (the init script's
+    /// included), whether or not it was answered.
+    pub fn submitted_count(&self) -> u64 {
+        self.next_request.load(Ordering::Relaxed) - 1
+    }
+
     fn pending(&self) -> MutexGuard<'_, HashMap<u64, Pending>> {
         self.pending.lock().unwrap_or_else(|p| p.into_inner())
     }

@@ -53,6 +53,10 @@ struct Stats {
     direct_writes: u64,
     /// Frames the submitting caller began to write, whose rest the writer thread wrote.
     direct_partial_writes: u64,
+    /// Requests waiting for their reply (the load `Snex.Pool` balances on).
+    pending: usize,
+    /// Requests ever submitted, the init script's included (for `Snex.Pool`'s `max_calls`).
+    submitted: u64,
 }
 
 /// Where a submitting NIF runs: decides its encoding budget and how it gets its turn.
@@ -198,6 +202,8 @@ fn stats(res: ResourceArc<InterpreterRes>) -> Stats {
         max_concurrent_submits: res.core.max_concurrent_submits(),
         direct_writes: direct.complete,
         direct_partial_writes: direct.partial,
+        pending: res.core.pending_count(),
+        submitted: res.core.submitted_count(),
     }
 }
 
