@@ -23,12 +23,14 @@ requests = [
   {"list of 500 atoms", for(n <- 1..500, do: :"atom_#{rem(n, 100)}")}
 ]
 
-IO.puts("Encoding on a normal scheduler (Snex.Native.eval, submit included), µs:")
+IO.puts("Encoding on a normal scheduler (Snex.Native.submit, queueing included), µs:")
 IO.puts(String.pad_trailing("request", 28) <> " route    median     max")
 
 for {name, value} <- requests do
   route =
-    case Snex.Native.eval(res, -1, tag, "pass", "<bench>", 0, %{"v" => value}, 0) do
+    case Snex.Native.submit(
+           {:eval, res, tag, -1, "pass", "<bench>", 0, 0, %{"v" => value}, false}
+         ) do
       {:ok, _} -> "normal"
       :dirty -> "dirty"
     end
@@ -38,7 +40,12 @@ for {name, value} <- requests do
     Enum.sort(
       for _ <- 1..runs do
         t0 = System.monotonic_time(:nanosecond)
-        result = Snex.Native.eval(res, -1, tag, "pass", "<bench>", 0, %{"v" => value}, 0)
+
+        result =
+          Snex.Native.submit(
+            {:eval, res, tag, -1, "pass", "<bench>", 0, 0, %{"v" => value}, false}
+          )
+
         elapsed = (System.monotonic_time(:nanosecond) - t0) / 1000
         if match?({:ok, _}, result), do: receive(do: ({^tag, _, _} -> :ok))
         elapsed

@@ -58,34 +58,32 @@ defmodule Snex do
     encoding = encoding_opts(opts)
     timeout = Keyword.get(opts, :timeout, :infinity)
 
-    case Target.interpreter(interpreter) do
+    deadline = Request.deadline(timeout)
+
+    case Target.interpreter(interpreter, deadline) do
       {:local, pid, res} ->
         sources = from_sources!(Keyword.get(opts, :from, []), pid)
 
-        Request.run(
-          pid,
-          res,
-          fn tag, mode ->
-            args = fn transform, extra ->
-              [res, tag, sources, transform.(vars), encoding + extra]
-            end
+        request = %Request{
+          kind: :make_env,
+          interpreter: pid,
+          resource: res,
+          args: [res, sources, encoding],
+          value: vars,
+          deadline: deadline
+        }
 
-            case Request.invoke(:make_env, mode, args) do
-              {:ok, request_id, {ref, id}} ->
-                {:ok, request_id, %Env{id: id, ref: ref, interpreter: pid}}
-
-              other ->
-                other
-            end
-          end,
-          timeout
-        )
+        with {:ok, {ref, id}} <- Request.run(request),
+             do: {:ok, %Env{id: id, ref: ref, interpreter: pid}}
 
       {:remote, node} ->
         remote(node, :__make_remote_env__, [interpreter, vars, opts], timeout)
 
       :gone ->
         gone()
+
+      :timeout ->
+        starting()
     end
   end
 
@@ -172,18 +170,18 @@ defmodule Snex do
     timeout = Keyword.get(opts, :timeout, @default_timeout)
     encoding = encoding_opts(opts)
 
-    case Target.resolve(target) do
+    deadline = Request.deadline(timeout)
+
+    case Target.resolve(target, deadline) do
       {:local, pid, nif_target, env_id} ->
-        Request.run(
-          pid,
-          nif_target,
-          fn tag, mode ->
-            Request.invoke(:eval, mode, fn transform, extra ->
-              [nif_target, env_id, tag, src, file, line, transform.(vars), encoding + extra]
-            end)
-          end,
-          timeout
-        )
+        Request.run(%Request{
+          kind: :eval,
+          interpreter: pid,
+          resource: nif_target,
+          args: [nif_target, env_id, src, file, line, encoding],
+          value: vars,
+          deadline: deadline
+        })
 
       {:remote, node} ->
         # The code already holds the `:returning` expressions.
@@ -195,6 +193,9 @@ defmodule Snex do
 
       :gone ->
         gone()
+
+      :timeout ->
+        starting()
     end
   end
 
@@ -321,6 +322,9 @@ defmodule Snex do
   end
 
   defp gone, do: {:error, Error.new(:call_failed, :noproc)}
+
+  defp starting,
+    do: {:error, Error.new(:response_timeout, "the interpreter was still starting")}
 
   # Runs the call on the interpreter's node; a node that goes away is :call_failed.
   defp remote(node, fun, args, timeout) do

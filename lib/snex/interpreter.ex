@@ -288,14 +288,16 @@ defmodule Snex.Interpreter do
 
   @doc false
   # The NIF resource of a local interpreter, for submitting requests without going through the
-  # interpreter process. Asks the process only while it is still starting; nil if it is gone.
-  @spec resource(pid()) :: reference() | nil
-  def resource(pid) do
+  # interpreter process. Asks the process only while it is still starting (waiting at most
+  # until `deadline`: then `:timeout`); nil if it is gone.
+  @spec resource(pid(), Snex.Request.deadline()) :: reference() | nil | :timeout
+  def resource(pid, deadline \\ :infinity) do
     case Snex.Registry.lookup(pid) do
       nil ->
         try do
-          GenServer.call(pid, :resource, :infinity)
+          GenServer.call(pid, :resource, Snex.Request.remaining(deadline))
         catch
+          :exit, {:timeout, _} -> :timeout
           :exit, _ -> nil
         end
 
@@ -452,16 +454,29 @@ defmodule Snex.Interpreter do
         code -> {code, %{}}
       end
 
-    code = if code, do: Snex.Code.wrap(code)
-    tag = make_ref()
-    opts = Snex.Serde.EncodingOpts.pack(options.encoding_opts)
+    {src, file, line} =
+      case code && Snex.Code.wrap(code) do
+        nil -> {nil, "<Snex.Code>", 0}
+        %Snex.Code{src: src, file: file, line: line} -> {IO.iodata_to_binary(src), file, line}
+      end
 
-    case submit_root(res, tag, code, vars, opts) do
-      {:ok, id} ->
-        await_init(state, tag, id, Request.deadline(options.init_script_timeout))
+    deadline = Request.deadline(options.init_script_timeout)
 
-      {:error, {:encode_error, message}} ->
-        {:error, Snex.Error.new(:encode_error, message)}
+    # The tag is a plain reference: this process is the interpreter, it does not monitor
+    # itself.
+    request = %Request{
+      kind: :eval,
+      interpreter: self(),
+      resource: res,
+      args: [res, 0, src, file, line, Snex.Serde.EncodingOpts.pack(options.encoding_opts)],
+      value: vars,
+      deadline: deadline,
+      tag: make_ref()
+    }
+
+    case Request.submit(request) do
+      {:ok, id, _} ->
+        await_init(state, request.tag, id, deadline)
 
       {:error, :closed} ->
         # Python is gone already (e.g. a wrapper that failed at once): its exit is on the way.
@@ -471,31 +486,11 @@ defmodule Snex.Interpreter do
           @exit_report_timeout -> {:error, Snex.Error.new(:internal_error, :closed)}
         end
 
-      {:error, reason} ->
-        {:error, Snex.Error.new(:internal_error, reason)}
-    end
-  end
+      {:error, %Snex.Error{code: :response_timeout}} ->
+        {:error, init_timeout(options)}
 
-  defp submit_root(res, tag, code, vars, opts) do
-    {src, file, line} =
-      case code do
-        nil -> {nil, "<Snex.Code>", 0}
-        %Snex.Code{src: src, file: file, line: line} -> {IO.iodata_to_binary(src), file, line}
-      end
-
-    args = fn transform, extra ->
-      [res, 0, tag, src, file, line, transform.(vars), opts + extra]
-    end
-
-    case Request.invoke_all(:eval, args) do
-      :busy ->
-        # The writer sends this once the queue has drained or the interpreter has stopped.
-        receive do
-          :snex_writable -> submit_root(res, tag, code, vars, opts)
-        end
-
-      other ->
-        other
+      {:error, error} ->
+        {:error, error}
     end
   end
 
@@ -514,11 +509,13 @@ defmodule Snex.Interpreter do
     after
       Request.remaining(deadline) ->
         Snex.Native.cancel(res, id)
-        timeout = state.options.init_script_timeout
-
-        {:error,
-         Snex.Error.new(:init_script_timeout, "the init script did not finish in #{timeout} ms")}
+        {:error, init_timeout(state.options)}
     end
+  end
+
+  defp init_timeout(options) do
+    timeout = options.init_script_timeout
+    Snex.Error.new(:init_script_timeout, "the init script did not finish in #{timeout} ms")
   end
 
   # An exit status, or why Python was killed after its transport was lost.

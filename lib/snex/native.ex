@@ -1,10 +1,8 @@
 defmodule Snex.Native do
   @moduledoc false
-  # NIF stubs; the implementation is `native/snex_nif`. Functions without the `_dirty` suffix
-  # run on normal schedulers within a time budget and return `:dirty` when the work is too big,
-  # then the caller repeats the call with the `_dirty` twin (see `Snex.Request`). With
-  # `parallelism: false`, both return `:locked` when another caller is submitting to the same
-  # interpreter; the `_serial` twin (dirty I/O scheduler) then waits for its turn.
+  # NIF stubs; the implementation is `native/snex_nif`. Requests are submitted with `submit/1`
+  # (normal scheduler), `submit_dirty/1` (dirty CPU) or `submit_serial/1` (dirty I/O, waits for
+  # the caller's turn with `parallelism: false`); `Snex.Request` decides which.
   @on_load :load_nif
 
   def load_nif do
@@ -25,28 +23,7 @@ defmodule Snex.Native do
   def is_env(_term), do: :erlang.nif_error(:nif_not_loaded)
   def disable_gc(_env), do: :erlang.nif_error(:nif_not_loaded)
 
-  def eval(_target, _env_id, _tag, _code, _file, _line, _vars, _opts),
-    do: :erlang.nif_error(:nif_not_loaded)
-
-  def eval_dirty(_target, _env_id, _tag, _code, _file, _line, _vars, _opts),
-    do: :erlang.nif_error(:nif_not_loaded)
-
-  def eval_serial(_target, _env_id, _tag, _code, _file, _line, _vars, _opts),
-    do: :erlang.nif_error(:nif_not_loaded)
-
-  def make_env(_interpreter, _tag, _sources, _vars, _opts), do: :erlang.nif_error(:nif_not_loaded)
-
-  def make_env_dirty(_interpreter, _tag, _sources, _vars, _opts),
-    do: :erlang.nif_error(:nif_not_loaded)
-
-  def make_env_serial(_interpreter, _tag, _sources, _vars, _opts),
-    do: :erlang.nif_error(:nif_not_loaded)
-
-  def call_result(_interpreter, _id, _ok, _value, _opts), do: :erlang.nif_error(:nif_not_loaded)
-
-  def call_result_dirty(_interpreter, _id, _ok, _value, _opts),
-    do: :erlang.nif_error(:nif_not_loaded)
-
-  def call_result_serial(_interpreter, _id, _ok, _value, _opts),
-    do: :erlang.nif_error(:nif_not_loaded)
+  def submit(_request), do: :erlang.nif_error(:nif_not_loaded)
+  def submit_dirty(_request), do: :erlang.nif_error(:nif_not_loaded)
+  def submit_serial(_request), do: :erlang.nif_error(:nif_not_loaded)
 end

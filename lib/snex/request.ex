@@ -1,126 +1,136 @@
 defmodule Snex.Request do
   @moduledoc false
-  # The caller's side of a request: submit through the NIF (the interpreter process is not on
-  # the path), then wait for `{tag, reply}`, sent by the NIF's reader thread straight to us.
+  # The caller's side of every request to Python, in one struct and one loop: `pyeval`,
+  # `make_env`, the init script and the answers to Python's `snex.call`.
   #
-  # The tag is a monitor of the interpreter process, so its death ends the wait at once with
-  # `:call_failed`. On timeout the request is cancelled in the NIF (a late reply is dropped
-  # there) and in Python.
+  # The deadline is computed once, when the public call starts, and bounds every wait: for an
+  # interpreter that is still starting, for a busy limit to drain, and for the reply. The
+  # request is submitted straight to the NIF (the interpreter process is not on the path) and
+  # the reply comes straight back as `{tag, :ok | :error, body}`; the tag is a monitor of the
+  # interpreter process, so its death ends the wait at once with `:call_failed`. On timeout the
+  # request is cancelled in the NIF (a late reply is dropped there) and in Python.
+  #
+  # Submitting may take several NIF calls, each answer saying what to do next:
+  #
+  #   * `:dirty` - too large for a normal scheduler: again on a dirty CPU scheduler;
+  #   * `:protocol` - the value holds structs that may implement `Snex.Serde.Encoder`: apply
+  #     the protocol in Elixir (`Snex.Serde.Prewalk`), then again on a dirty scheduler;
+  #   * `:locked` - with `parallelism: false`, another caller is submitting: again on a dirty
+  #     I/O scheduler, which waits for its turn;
+  #   * `:busy` - a busy limit is exceeded: wait for `:snex_writable`, then again.
 
   alias Snex.Error
+  alias Snex.Serde.Prewalk
+
+  @enforce_keys [:kind, :interpreter, :resource, :args, :value, :deadline]
+  defstruct [
+    :kind,
+    :interpreter,
+    :resource,
+    :args,
+    :value,
+    :deadline,
+    :tag,
+    sched: :normal,
+    resolved: false
+  ]
 
   @typedoc """
-  How the NIF is called: `:normal` (first try, normal scheduler), `:dirty` (too big for a
-  normal scheduler: dirty CPU scheduler), `:resolved` (apply the `Snex.Serde.Encoder` protocol
-  first, dirty CPU scheduler), `:serial` and `:serial_resolved` (with `parallelism: false`,
-  another caller was submitting: wait for the turn on a dirty I/O scheduler); see `invoke/3`.
+  A request. `kind` is `:eval`, `:make_env` or `:call_result`; `args` are that kind's NIF
+  arguments except the tag, the value to encode and the "structs resolved" flag; `value` is
+  the value to encode (the variables, or a call's result); `deadline` is from `deadline/1`.
+  `sched` is where the NIF runs next (`:normal`, `:dirty` or `:serial`).
   """
-  @type mode :: :normal | :dirty | :resolved | :serial | :serial_resolved
+  @type t :: %__MODULE__{
+          kind: :eval | :make_env | :call_result,
+          interpreter: pid(),
+          resource: reference(),
+          args: list(),
+          value: term(),
+          deadline: deadline(),
+          tag: reference() | nil,
+          sched: :normal | :dirty | :serial,
+          resolved: boolean()
+        }
 
-  @typedoc "Submits the request: gets the tag and the mode, returns the NIF's answer."
-  @type submit_fun :: (reference(), mode() -> term())
+  @type deadline :: integer() | :infinity
 
-  @typedoc """
-  Builds the NIF's arguments from a transform of the value to encode and extra option bits.
-  """
-  @type args_fun :: ((term() -> term()), non_neg_integer() -> list())
+  @doc "Submits `request` and waits for its reply."
+  @spec run(t()) :: {:ok, term()} | {:error, Error.t()}
+  def run(%__MODULE__{interpreter: pid} = request) do
+    request = %{request | tag: Process.monitor(pid)}
 
-  @doc "Runs one request against `interpreter` (pid) with NIF resource `resource`."
-  @spec run(pid(), reference(), submit_fun(), timeout()) ::
-          {:ok, term()} | {:ok, term(), term()} | {:error, Error.t()}
-  def run(interpreter, resource, submit, timeout) do
-    tag = Process.monitor(interpreter)
-    deadline = deadline(timeout)
-    submit(resource, tag, submit, :normal, deadline)
+    case submit(request) do
+      {:ok, id, extra} ->
+        request |> await(id) |> with_extra(extra)
+
+      {:error, :closed} ->
+        closed(request)
+
+      {:error, %Error{}} = error ->
+        Process.demonitor(request.tag, [:flush])
+        error
+    end
   end
 
-  defp submit(resource, tag, submit, mode, deadline) do
-    case submit.(tag, mode) do
+  @doc """
+  Submits `request` (whose `tag` is set) until the NIF takes it: `{:ok, request_id, extra}`
+  (`extra` is what the NIF adds, e.g. the new env of `make_env`), `{:error, :closed}` when the
+  interpreter is shutting down, or `{:error, %Snex.Error{}}`.
+  """
+  @spec submit(t()) :: {:ok, term(), term()} | {:error, :closed | Error.t()}
+  def submit(%__MODULE__{} = request) do
+    case call_nif(request) do
       {:ok, id} ->
-        await(resource, tag, id, deadline) |> wrap_extra(nil)
+        {:ok, id, nil}
 
       {:ok, id, extra} ->
-        await(resource, tag, id, deadline) |> wrap_extra(extra)
+        {:ok, id, extra}
 
-      retry when retry in [:dirty, :protocol, :locked] ->
-        submit(resource, tag, submit, next_mode(mode, retry), deadline)
+      :ok ->
+        {:ok, nil, nil}
+
+      :dirty ->
+        submit(%{request | sched: :dirty})
+
+      :locked ->
+        submit(%{request | sched: :serial})
+
+      :protocol ->
+        sched = if request.sched == :serial, do: :serial, else: :dirty
+        submit(%{request | value: Prewalk.resolve(request.value), resolved: true, sched: sched})
 
       :busy ->
-        case wait_writable(resource, tag, deadline) do
-          :ok -> submit(resource, tag, submit, mode, deadline)
-          error -> error
-        end
+        with :ok <- wait_writable(request), do: submit(request)
 
       {:error, {:encode_error, message}} ->
-        Process.demonitor(tag, [:flush])
         {:error, Error.new(:encode_error, message)}
 
       {:error, :closed} ->
-        # The interpreter is shutting down; report its exit reason if it comes soon.
-        receive do
-          {:DOWN, ^tag, :process, _, reason} -> {:error, Error.new(:call_failed, reason)}
-        after
-          min(remaining(deadline), 1000) ->
-            Process.demonitor(tag, [:flush])
-            {:error, Error.new(:call_failed, :interpreter_closed)}
-        end
+        {:error, :closed}
     end
   end
 
-  @doc """
-  The mode to retry in after the NIF answered `answer` (`:dirty`, `:protocol` or `:locked`)
-  in `mode`.
-  """
-  @spec next_mode(mode(), :dirty | :protocol | :locked) :: mode()
-  def next_mode(:normal, :dirty), do: :dirty
-  def next_mode(mode, :protocol) when mode in [:serial, :serial_resolved], do: :serial_resolved
-  def next_mode(_mode, :protocol), do: :resolved
-  def next_mode(mode, :locked) when mode in [:resolved, :serial_resolved], do: :serial_resolved
-  def next_mode(_mode, :locked), do: :serial
+  defp call_nif(%__MODULE__{kind: kind, tag: tag, args: args, value: value} = r) do
+    nif_request =
+      case kind do
+        :call_result -> List.to_tuple([kind | args] ++ [value, r.resolved])
+        _ -> List.to_tuple([kind, hd(args), tag | tl(args)] ++ [value, r.resolved])
+      end
 
-  @doc """
-  Calls NIF function `fun` in `mode`: `args_fun.(transform, extra_opts)` builds its arguments,
-  applying `transform` to the value to encode and OR-ing `extra_opts` into the packed options.
-  """
-  @spec invoke(atom(), mode(), args_fun()) :: term()
-  def invoke(fun, :normal, args_fun), do: apply(Snex.Native, fun, args_fun.(& &1, 0))
-  def invoke(fun, :dirty, args_fun), do: apply(Snex.Native, dirty(fun), args_fun.(& &1, 0))
-
-  def invoke(fun, :resolved, args_fun),
-    do: apply(Snex.Native, dirty(fun), args_fun.(&Snex.Serde.Prewalk.resolve/1, 0x80))
-
-  def invoke(fun, :serial, args_fun), do: apply(Snex.Native, serial(fun), args_fun.(& &1, 0))
-
-  def invoke(fun, :serial_resolved, args_fun),
-    do: apply(Snex.Native, serial(fun), args_fun.(&Snex.Serde.Prewalk.resolve/1, 0x80))
-
-  @doc """
-  Calls NIF function `fun` until it has an answer other than a request to retry in another
-  mode (`:dirty`, `:protocol`, `:locked`): for submitters that do not wait for the busy limits.
-  """
-  @spec invoke_all(atom(), args_fun(), mode()) :: term()
-  def invoke_all(fun, args_fun, mode \\ :normal) do
-    case invoke(fun, mode, args_fun) do
-      retry when retry in [:dirty, :protocol, :locked] ->
-        invoke_all(fun, args_fun, next_mode(mode, retry))
-
-      other ->
-        other
+    case r.sched do
+      :normal -> Snex.Native.submit(nif_request)
+      :dirty -> Snex.Native.submit_dirty(nif_request)
+      :serial -> Snex.Native.submit_serial(nif_request)
     end
   end
 
-  defp dirty(:eval), do: :eval_dirty
-  defp dirty(:make_env), do: :make_env_dirty
-  defp dirty(:call_result), do: :call_result_dirty
+  defp with_extra({:ok, _value}, extra) when extra != nil, do: {:ok, extra}
+  defp with_extra(other, _extra), do: other
 
-  defp serial(:eval), do: :eval_serial
-  defp serial(:make_env), do: :make_env_serial
-  defp serial(:call_result), do: :call_result_serial
-
-  defp wrap_extra({:ok, _value}, extra) when extra != nil, do: {:ok, extra}
-  defp wrap_extra(other, _extra), do: other
-
-  defp await(resource, tag, id, deadline) do
+  @doc "Waits for the reply of request `id` until the request's deadline."
+  @spec await(t(), non_neg_integer()) :: {:ok, term()} | {:error, Error.t()}
+  def await(%__MODULE__{tag: tag, resource: resource, deadline: deadline} = request, id) do
     receive do
       {^tag, outcome, body} ->
         Process.demonitor(tag, [:flush])
@@ -136,12 +146,23 @@ defmodule Snex.Request do
           {:error, Error.new(:response_timeout, "no reply within the timeout")}
         else
           # The reply was already on its way: take it.
-          await(resource, tag, id, :infinity)
+          await(%{request | deadline: :infinity}, id)
         end
     end
   end
 
-  defp wait_writable(resource, tag, deadline) do
+  # The interpreter is shutting down; report its exit reason if it comes soon.
+  defp closed(%__MODULE__{tag: tag, deadline: deadline}) do
+    receive do
+      {:DOWN, ^tag, :process, _, reason} -> {:error, Error.new(:call_failed, reason)}
+    after
+      min(remaining(deadline), 1000) ->
+        Process.demonitor(tag, [:flush])
+        {:error, Error.new(:call_failed, :interpreter_closed)}
+    end
+  end
+
+  defp wait_writable(%__MODULE__{tag: tag, resource: resource, deadline: deadline}) do
     receive do
       :snex_writable ->
         :ok
@@ -152,7 +173,6 @@ defmodule Snex.Request do
     after
       remaining(deadline) ->
         stop_waiting(resource)
-        Process.demonitor(tag, [:flush])
         {:error, Error.new(:response_timeout, "the interpreter's queue stayed full")}
     end
   end
@@ -171,7 +191,7 @@ defmodule Snex.Request do
 
   @doc """
   The result of a reply Python sent: `outcome` is `:ok` (`body` is the value) or `:error`
-  (`body` is `{code, reason, traceback}`).
+  (`body` is `{code, reason, traceback, python_type}`).
   """
   @spec to_result(:ok | :error, binary()) :: {:ok, term()} | {:error, Error.t()}
   def to_result(outcome, body) do
@@ -194,12 +214,12 @@ defmodule Snex.Request do
   end
 
   @doc "The monotonic time (ms) at which `timeout` runs out from now, or `:infinity`."
-  @spec deadline(timeout()) :: integer() | :infinity
+  @spec deadline(timeout()) :: deadline()
   def deadline(:infinity), do: :infinity
   def deadline(ms), do: System.monotonic_time(:millisecond) + ms
 
   @doc "Milliseconds left until `deadline` (never negative), for `receive ... after`."
-  @spec remaining(integer() | :infinity) :: timeout()
+  @spec remaining(deadline()) :: timeout()
   def remaining(:infinity), do: :infinity
   def remaining(deadline), do: max(deadline - System.monotonic_time(:millisecond), 0)
 end

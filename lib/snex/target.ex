@@ -6,7 +6,8 @@ defmodule Snex.Target do
   alias Snex.Env
 
   @type local :: {:local, pid(), nif_target :: reference(), env_id :: integer()}
-  @type t :: local() | {:remote, node()} | {:remote, node(), GenServer.server()} | :gone
+  @type t ::
+          local() | {:remote, node()} | {:remote, node(), GenServer.server()} | :gone | :timeout
 
   @doc """
   For an env: its resource, or the interpreter's resource with the env id when the env has
@@ -14,21 +15,31 @@ defmodule Snex.Target do
   throw-away copy of the root env). For a pool (`Snex.Pool`): its least-loaded member, which
   may be another node's pool (`{:remote, node, target}`: run the request there on `target`).
   """
-  @spec resolve(Env.t() | GenServer.server()) :: t()
-  def resolve(%Env{interpreter: pid} = env) when node(pid) != node(), do: remote(env)
+  @spec resolve(Env.t() | GenServer.server(), Snex.Request.deadline()) :: t()
+  def resolve(target, deadline \\ :infinity)
 
-  def resolve(%Env{id: id, ref: ref, interpreter: pid}) do
+  def resolve(%Env{interpreter: pid} = env, _deadline) when node(pid) != node(), do: remote(env)
+
+  def resolve(%Env{id: id, ref: ref, interpreter: pid}, deadline) do
     cond do
       # A pool member being retired that no longer takes calls on its envs.
-      Snex.Pool.Table.closing?(pid) -> :gone
-      Snex.Native.is_env(ref) -> {:local, pid, ref, id}
-      res = Snex.Interpreter.resource(pid) -> {:local, pid, res, id}
-      true -> :gone
+      Snex.Pool.Table.closing?(pid) ->
+        :gone
+
+      Snex.Native.is_env(ref) ->
+        {:local, pid, ref, id}
+
+      true ->
+        case Snex.Interpreter.resource(pid, deadline) do
+          nil -> :gone
+          :timeout -> :timeout
+          res -> {:local, pid, res, id}
+        end
     end
   end
 
-  def resolve(interpreter) do
-    case lookup(interpreter, :any) do
+  def resolve(interpreter, deadline) do
+    case lookup(interpreter, :any, deadline) do
       {:local, pid, res} -> {:local, pid, res, -1}
       other -> other
     end
@@ -38,17 +49,19 @@ defmodule Snex.Target do
   Resolves an interpreter to its pid and resource. A name registered to no process (for
   instance while a supervisor restarts the interpreter) and a dead pid are `:gone`; anything
   that is not a `t:GenServer.server/0` raises `ArgumentError`. A pool's name gives its
-  least-loaded member on this node (`:gone` while it has none); so does its pid.
+  least-loaded member on this node (`:gone` while it has none); so does its pid. An
+  interpreter that is still starting is waited for until `deadline` (then `:timeout`).
   """
-  @spec interpreter(GenServer.server()) ::
-          {:local, pid(), reference()} | {:remote, node()} | :gone
-  def interpreter(interpreter), do: lookup(interpreter, :local)
+  @spec interpreter(GenServer.server(), Snex.Request.deadline()) ::
+          {:local, pid(), reference()} | {:remote, node()} | :gone | :timeout
+  def interpreter(interpreter, deadline \\ :infinity),
+    do: lookup(interpreter, :local, deadline)
 
-  defp lookup(interpreter, where) do
+  defp lookup(interpreter, where, deadline) do
     check_server!(interpreter)
 
     case pool(interpreter, where) do
-      :not_a_pool -> by_name(interpreter)
+      :not_a_pool -> by_name(interpreter, deadline)
       picked -> picked
     end
   end
@@ -69,11 +82,12 @@ defmodule Snex.Target do
 
   defp pool(_interpreter, _where), do: :not_a_pool
 
-  defp by_name(interpreter) do
+  defp by_name(interpreter, deadline) do
     case GenServer.whereis(interpreter) do
       pid when is_pid(pid) and node(pid) == node() ->
-        case Snex.Interpreter.resource(pid) do
+        case Snex.Interpreter.resource(pid, deadline) do
           nil -> :gone
+          :timeout -> :timeout
           res -> {:local, pid, res}
         end
 

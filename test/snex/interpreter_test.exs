@@ -197,6 +197,23 @@ defmodule Snex.InterpreterTest do
       assert {:ok, true} = Snex.pyeval(i, "return ready")
     end
 
+    test "a call's timeout counts the wait for an interpreter still running its init script" do
+      {:ok, i} =
+        start_supervised(
+          {Snex.Interpreter,
+           sync_start?: false, init_script: "import time\ntime.sleep(4)\nready = True"}
+        )
+
+      for call <- [
+            fn -> Snex.pyeval(i, "return 1", %{}, timeout: 300) end,
+            fn -> Snex.make_env(i, %{}, timeout: 300) end
+          ] do
+        started = System.monotonic_time(:millisecond)
+        assert {:error, %Error{code: :response_timeout}} = call.()
+        assert System.monotonic_time(:millisecond) - started < 1_000
+      end
+    end
+
     test "the init script can call into Elixir" do
       code = "x = await Elixir.Enum.sum([1, 2, 3])\nawait snex.send(me, 'hi')"
 

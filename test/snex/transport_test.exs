@@ -389,18 +389,18 @@ defmodule Snex.TransportTest do
   # Submits an EVAL through the NIF without waiting for its reply, which comes as
   # `{tag, reply}`; waits only while the interpreter is busy.
   defp submit_now(res, env_id, tag, code, vars) do
-    args = fn transform, extra ->
-      [res, env_id, tag, code, "<test>", 1, transform.(vars), extra]
-    end
+    request = %Snex.Request{
+      kind: :eval,
+      interpreter: self(),
+      resource: res,
+      args: [res, env_id, code, "<test>", 1, 0],
+      value: vars,
+      deadline: Snex.Request.deadline(20_000),
+      tag: tag
+    }
 
-    case Snex.Request.invoke_all(:eval, args) do
-      :busy ->
-        assert_receive :snex_writable, 20_000
-        submit_now(res, env_id, tag, code, vars)
-
-      other ->
-        other
-    end
+    {:ok, id, nil} = Snex.Request.submit(request)
+    {:ok, id}
   end
 
   # Blocks Python's event loop in synchronous code, so that it reads nothing more, until the

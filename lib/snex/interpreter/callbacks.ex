@@ -188,12 +188,17 @@ defmodule Snex.Interpreter.Callbacks do
   defp result_opts(_), do: []
 
   defp reply(res, id, ok, value, opts) do
-    packed = EncodingOpts.pack(opts)
+    request = %Snex.Request{
+      kind: :call_result,
+      interpreter: self(),
+      resource: res,
+      args: [res, id, ok, EncodingOpts.pack(opts)],
+      value: value,
+      deadline: :infinity
+    }
 
-    args = fn transform, extra -> [res, id, ok, transform.(value), packed + extra] end
-
-    case Snex.Request.invoke_all(:call_result, args) do
-      {:error, {:encode_error, message}} ->
+    case Snex.Request.submit(request) do
+      {:error, %Snex.Error{code: :encode_error, reason: message}} ->
         reply(res, id, false, "Snex could not encode the call result: #{message}", [])
 
       _ ->

@@ -1,7 +1,7 @@
 //! The reader thread: reads Python's frames and passes each body on, undecoded, as a binary:
 //! a reply straight to the waiting caller, Python's own requests (`snex.call`, `cast`, `send`)
 //! to the owner. Bodies are decoded by the receiving process in a NIF call on a scheduler
-//! (see [`crate::decode`]): this thread builds no term but binaries and small tuples, which
+//! (see [`crate::codec::decode`]): this thread builds no term but binaries and small tuples, which
 //! every OTP version can build on a thread of its own.
 
 use std::fs::File;
@@ -11,13 +11,13 @@ use rustler::{Encoder, Env, OwnedBinary, OwnedEnv, Term};
 use snex_core::frame::{kind, BodyBuffer, FrameOf, FrameReader};
 
 use crate::atoms;
-use crate::core::Core;
+use crate::interpreter::Interpreter;
 
-/// Starts the reader thread of `core` on `pipe`.
-pub fn start(core: Arc<Core>, pipe: File) -> std::io::Result<()> {
+/// Starts the reader thread of `interp` on `pipe`.
+pub fn start(interp: Arc<Interpreter>, pipe: File) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("snex-reader".into())
-        .spawn(move || read_loop(&core, pipe))?;
+        .spawn(move || read_loop(&interp, pipe))?;
     Ok(())
 }
 
@@ -40,7 +40,7 @@ impl BodyBuffer for BinaryBody {
 
 type Frame = FrameOf<BinaryBody>;
 
-fn read_loop(core: &Core, pipe: File) {
+fn read_loop(interp: &Interpreter, pipe: File) {
     let mut reader = FrameReader::new(pipe);
     let mut request_env = OwnedEnv::new();
     loop {
@@ -49,21 +49,21 @@ fn read_loop(core: &Core, pipe: File) {
                 // A bug here must not leave callers waiting forever: stop the interpreter, so
                 // that they get :call_failed.
                 let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                    dispatch(core, frame, &mut request_env)
+                    dispatch(interp, frame, &mut request_env)
                 }))
                 .unwrap_or_else(|_| Err("internal error while handling a frame".to_string()));
                 if let Err(msg) = outcome {
-                    protocol_error(core, &msg);
+                    protocol_error(interp, &msg);
                     return;
                 }
             }
             // EOF: Python exited or closed its end; if it does not exit, it is killed.
             Ok(None) => {
-                core.transport_lost(crate::loss::Loss::eof());
+                interp.transport_lost(crate::loss::Loss::eof());
                 return;
             }
             Err(e) => {
-                core.transport_lost(crate::loss::Loss::read_failed(&e));
+                interp.transport_lost(crate::loss::Loss::read_failed(&e));
                 return;
             }
         }
@@ -71,21 +71,21 @@ fn read_loop(core: &Core, pipe: File) {
 }
 
 /// Python broke the protocol: it is stopped, and the owner is told why.
-fn protocol_error(core: &Core, msg: &str) {
+fn protocol_error(interp: &Interpreter, msg: &str) {
     let mut env = OwnedEnv::new();
-    let _ = env.send_and_clear(&core.owner, |env| {
+    let _ = env.send_and_clear(&interp.owner, |env| {
         (atoms::snex_protocol_error(), msg).encode(env)
     });
-    core.child.signal_group(nix::sys::signal::Signal::SIGKILL);
+    interp.child.signal_group(nix::sys::signal::Signal::SIGKILL);
 }
 
-fn dispatch(core: &Core, frame: Frame, request_env: &mut OwnedEnv) -> Result<(), String> {
+fn dispatch(interp: &Interpreter, frame: Frame, request_env: &mut OwnedEnv) -> Result<(), String> {
     match frame.kind {
-        kind::REPLY_OK | kind::REPLY_ERROR => reply(core, frame),
-        kind::CALL | kind::CAST | kind::SEND => forward_request(core, frame, request_env),
+        kind::REPLY_OK | kind::REPLY_ERROR => reply(interp, frame),
+        kind::CALL | kind::CAST | kind::SEND => forward_request(interp, frame, request_env),
         kind::HELLO => {
             let pid = u32::try_from(frame.id).map_err(|_| "bad pid in HELLO".to_string())?;
-            core.interrupter.set_pid(pid);
+            interp.interrupter.set_pid(pid);
             Ok(())
         }
         other => Err(format!("unknown frame kind {other} from Python")),
@@ -93,9 +93,9 @@ fn dispatch(core: &Core, frame: Frame, request_env: &mut OwnedEnv) -> Result<(),
 }
 
 /// Sends `{tag, :ok | :error, body}` to the caller; the caller decodes `body`.
-fn reply(core: &Core, frame: Frame) -> Result<(), String> {
+fn reply(interp: &Interpreter, frame: Frame) -> Result<(), String> {
     // The caller timed out or died: the reply is dropped here.
-    let Some(mut pending) = core.take_pending(frame.id) else {
+    let Some(mut pending) = interp.take_pending(frame.id) else {
         return Ok(());
     };
     pending.demonitor(None);
@@ -114,7 +114,7 @@ fn reply(core: &Core, frame: Frame) -> Result<(), String> {
 }
 
 /// Sends `{:snex_request, :call | :cast | :send, id, body}` to the owner, which decodes `body`.
-fn forward_request(core: &Core, frame: Frame, env: &mut OwnedEnv) -> Result<(), String> {
+fn forward_request(interp: &Interpreter, frame: Frame, env: &mut OwnedEnv) -> Result<(), String> {
     let what = match frame.kind {
         kind::CALL => atoms::call(),
         kind::CAST => atoms::cast(),
@@ -122,7 +122,7 @@ fn forward_request(core: &Core, frame: Frame, env: &mut OwnedEnv) -> Result<(), 
     };
     let body = frame.body.0;
     let id = frame.id;
-    let _ = env.send_and_clear(&core.owner, |env: Env| -> Term {
+    let _ = env.send_and_clear(&interp.owner, |env: Env| -> Term {
         (atoms::snex_request(), what, id, body.release(env)).encode(env)
     });
     Ok(())

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use rustler::{Env, LocalPid, Monitor, Resource, ResourceArc};
 use snex_core::frame::kind;
 
-use crate::core::Core;
+use crate::interpreter::{CallerMonitor, Interpreter};
 use crate::writer::Outgoing;
 
 /// A Python interpreter process, owned by one BEAM process (the `Snex.Interpreter` GenServer).
 pub struct InterpreterRes {
-    pub core: Arc<Core>,
+    pub state: Arc<Interpreter>,
 }
 
 #[rustler::resource_impl]
@@ -20,17 +20,17 @@ impl Resource for InterpreterRes {
 
     /// The owner died: stop Python. A caller died: cancel its requests.
     fn down<'a>(&'a self, _env: Env<'a>, pid: LocalPid, _monitor: Monitor) {
-        if pid == self.core.owner {
-            self.core.shutdown();
+        if pid == self.state.owner {
+            self.state.shutdown();
         } else {
-            self.core.cancel_caller(&pid);
+            self.state.cancel_caller(&pid);
         }
     }
 }
 
 impl Drop for InterpreterRes {
     fn drop(&mut self) {
-        self.core.shutdown();
+        self.state.shutdown();
     }
 }
 
@@ -64,15 +64,16 @@ impl EnvRes {
     /// Frees the environment in Python now. Idempotent.
     pub fn destroy(&self) {
         if !self.destroyed.swap(true, Ordering::AcqRel) {
-            destroy_env(&self.interpreter.core, self.id);
+            destroy_env(&self.interpreter.state, self.id);
         }
     }
 }
 
 /// Queues the frame that frees environment `id` in Python.
-pub fn destroy_env(core: &Core, id: i64) {
-    if !core.is_shut_down() {
-        core.writer
+pub fn destroy_env(interp: &Interpreter, id: i64) {
+    if !interp.is_shut_down() {
+        interp
+            .writer
             .send(Outgoing::empty(kind::DESTROY_ENV, id as u64));
     }
 }
@@ -83,4 +84,31 @@ impl Drop for EnvRes {
             self.destroy();
         }
     }
+}
+
+/// A caller monitored by an interpreter resource while its request is pending.
+struct Monitoring {
+    monitor: Monitor,
+    resource: ResourceArc<InterpreterRes>,
+}
+
+impl CallerMonitor for Monitoring {
+    fn demonitor(self: Box<Self>, env: Option<Env>) {
+        self.resource.demonitor(env, &self.monitor);
+    }
+}
+
+/// Monitors `caller` from `resource` (its death cancels its requests, see
+/// [`InterpreterRes::down`]); `None` if it is already gone.
+pub fn monitor_caller(
+    env: Env,
+    resource: &ResourceArc<InterpreterRes>,
+    caller: &LocalPid,
+) -> Option<Box<dyn CallerMonitor>> {
+    env.monitor(resource, caller).map(|monitor| {
+        Box::new(Monitoring {
+            monitor,
+            resource: resource.clone(),
+        }) as Box<dyn CallerMonitor>
+    })
 }

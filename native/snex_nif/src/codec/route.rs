@@ -1,13 +1,13 @@
 //! Where a request is encoded, decided before any work proportional to its size: a walk of at
 //! most [`MAX_VISITS`] terms, each looked at in constant time, estimates the encoding work in
-//! [`Budget`](crate::encode::Budget) units. A request that fits runs on the caller's normal
+//! [`Budget`](crate::codec::encode::Budget) units. A request that fits runs on the caller's normal
 //! scheduler; anything larger, or anything the walk cannot size cheaply (funs, bitstrings,
 //! integers beyond 64 bits), goes to a dirty CPU scheduler at once. See `docs/decisions.md`,
 //! "Where requests are encoded".
 
 use rustler::{Term, TermType};
 
-use crate::encode::{BINARY_BYTES_PER_UNIT, NORMAL_SCHEDULER_BUDGET};
+use crate::codec::encode::{BINARY_BYTES_PER_UNIT, NORMAL_SCHEDULER_BUDGET};
 
 /// The most terms the walk looks at; a request with more goes to a dirty scheduler.
 pub const MAX_VISITS: usize = 1024;

@@ -32,8 +32,9 @@ pub struct EncodeOpts {
 
 impl EncodeOpts {
     /// Unpacks `call` (see `Snex.Serde.EncodingOpts`): options marked as given there win over
-    /// the interpreter's `defaults` (packed the same way).
-    pub fn resolve(defaults: u32, call: u32) -> Self {
+    /// the interpreter's `defaults` (packed the same way). `structs_resolved`: Elixir has
+    /// already applied the `Snex.Serde.Encoder` protocol to the value.
+    pub fn resolve(defaults: u32, call: u32, structs_resolved: bool) -> Self {
         let pick = |given_bit: u32, value_mask: u32| {
             if call & given_bit != 0 {
                 call & value_mask
@@ -49,7 +50,7 @@ impl EncodeOpts {
             },
             frozenset: pick(0x20, 0x4) != 0,
             distinct_atoms: pick(0x40, 0x8) != 0,
-            structs_resolved: call & 0x80 != 0,
+            structs_resolved,
         }
     }
 }
@@ -313,7 +314,7 @@ fn encode_map<'a>(
     }
     let iter = MapIterator::new(t).ok_or_else(|| EncodeError::Invalid("cannot read map".into()))?;
     let pairs: Vec<(Term<'a>, Term<'a>)> = iter.collect();
-    crate::py_keys::check(&pairs, |(k, _)| *k, opts)
+    crate::codec::py_keys::check(&pairs, |(k, _)| *k, opts)
         .map_err(|e| EncodeError::Invalid(format!("map keys {e}")))?;
     w.begin_dict(pairs.len());
     stack.push(Work::EndDict(pairs.len()));
@@ -436,7 +437,7 @@ fn encode_set<'a>(
     let iter =
         MapIterator::new(inner).ok_or_else(|| EncodeError::Invalid("cannot read MapSet".into()))?;
     let items: Vec<Term<'a>> = iter.map(|(k, _)| k).collect();
-    crate::py_keys::check(&items, |k| *k, opts)
+    crate::codec::py_keys::check(&items, |k| *k, opts)
         .map_err(|e| EncodeError::Invalid(format!("MapSet items {e}")))?;
     let n = items.len();
     w.begin_set(n, opts.frozenset);

@@ -1,20 +1,20 @@
-//! One interpreter's shared state: the child process, the writer queue and the table of
-//! requests waiting for a reply.
+//! One interpreter's shared state: the child process, the writer, the table of requests
+//! waiting for a reply, the turn of callers with `parallelism: false`, cancellation and
+//! shutdown. Its threads are started by [`crate::lifecycle`]; it knows nothing of them, nor of
+//! the resources that hold it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use rustler::{Encoder, Env, LocalPid, Monitor, OwnedEnv, ResourceArc};
+use rustler::{Env, LocalPid, OwnedEnv};
 use snex_core::frame::kind;
 use snex_core::interrupt::Interrupter;
-use snex_core::process::{self, ChildHandle, SpawnSpec};
+use snex_core::process::ChildHandle;
 
 use crate::loss::{self, Loss};
-use crate::reader;
-use crate::resources::InterpreterRes;
-use crate::writer::{self, Limits, Outgoing, Writer};
+use crate::writer::{Limits, Outgoing, Writer};
 
 /// A request waiting for its reply.
 pub struct Pending {
@@ -24,12 +24,20 @@ pub struct Pending {
     pub env: OwnedEnv,
     /// The tag the caller waits for (`{tag, reply}`), saved in `env`.
     pub tag: rustler::env::SavedTerm,
-    /// Monitor of the caller (to cancel if it dies) and the resource that holds it.
-    pub monitor: Option<(Monitor, ResourceArc<InterpreterRes>)>,
+    /// Monitor of the caller (to cancel its requests if it dies).
+    pub monitor: Option<Box<dyn CallerMonitor>>,
+}
+
+/// A monitor of a caller, held while its request is pending (implemented by the resource
+/// that monitors, see [`crate::resources`]).
+pub trait CallerMonitor: Send {
+    /// Removes the monitor: `env` is the calling NIF's env, or `None` on one of our own
+    /// threads (as `enif_demonitor_process` requires).
+    fn demonitor(self: Box<Self>, env: Option<Env>);
 }
 
 /// State shared by the resource, the reader, the writer and the reaper.
-pub struct Core {
+pub struct Interpreter {
     /// The interpreter process (the GenServer) that receives exits and Python's requests.
     pub owner: LocalPid,
     pub child: ChildHandle,
@@ -67,44 +75,30 @@ pub struct Transport {
 
 /// A caller's permission to encode and queue a frame; ends when dropped.
 pub struct Turn<'a> {
-    core: &'a Core,
+    interp: &'a Interpreter,
     _lock: Option<MutexGuard<'a, ()>>,
 }
 
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
-        self.core.submitting.fetch_sub(1, Ordering::AcqRel);
+        self.interp.submitting.fetch_sub(1, Ordering::AcqRel);
     }
 }
 
-impl Core {
-    /// Spawns Python and its reader, writer and reaper threads.
-    pub fn start(
-        spec: &SpawnSpec,
+impl Interpreter {
+    /// The state of an interpreter whose process is `child`, with its `writer`.
+    pub fn new(
         owner: LocalPid,
+        child: ChildHandle,
+        writer: Writer,
         transport: Transport,
         default_encoding: u32,
-    ) -> std::io::Result<Arc<Core>> {
-        let spawned = process::spawn(spec)?;
-        // The writer starts before the core exists; it finds it here when a write fails.
-        let slot: Arc<OnceLock<Weak<Core>>> = Arc::new(OnceLock::new());
-        let failed_slot = slot.clone();
-        let writer = writer::start(
-            spawned.to_child,
-            transport.port_limits,
-            transport.msgq_limits,
-            move |e| {
-                if let Some(core) = failed_slot.get().and_then(Weak::upgrade) {
-                    core.transport_lost(Loss::write_failed(&e));
-                }
-            },
-        )?;
-        let interrupter = Arc::new(Interrupter::new(spawned.handle.pgid()));
-        let core = Arc::new(Core {
+    ) -> Interpreter {
+        Interpreter {
             owner,
-            child: spawned.handle.clone(),
+            interrupter: Arc::new(Interrupter::new(child.pgid())),
+            child,
             writer,
-            interrupter,
             default_encoding,
             pending: Mutex::new(HashMap::new()),
             submit_lock: (!transport.parallelism).then(|| Mutex::new(())),
@@ -114,36 +108,12 @@ impl Core {
             next_env: AtomicI64::new(1),
             shut_down: AtomicBool::new(false),
             loss: Mutex::new(None),
-        });
-        let _ = slot.set(Arc::downgrade(&core));
-        reader::start(core.clone(), spawned.from_child)?;
-        let reaper = core.clone();
-        std::thread::Builder::new()
-            .name("snex-reaper".into())
-            .spawn(move || {
-                let code = reaper.child.wait();
-                reaper.writer.close();
-                reaper.fail_all_pending();
-                // Killed because its transport was lost: that is the reason to report.
-                let loss = if reaper.child.killed() {
-                    reaper
-                        .loss
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone()
-                } else {
-                    None
-                };
-                let mut env = OwnedEnv::new();
-                let _ = env.send_and_clear(&reaper.owner, |env| {
-                    let reason = match &loss {
-                        Some(loss) => loss.encode(env),
-                        None => code.encode(env),
-                    };
-                    (crate::atoms::snex_exit(), reason).encode(env)
-                });
-            })?;
-        Ok(core)
+        }
+    }
+
+    /// How the transport was lost, if it was.
+    pub fn loss(&self) -> Option<Loss> {
+        self.loss.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The transport is gone (end of file or a protocol error on the reader, a failed write)
@@ -180,7 +150,7 @@ impl Core {
         Some(self.turn_with(lock))
     }
 
-    /// Like [`Core::try_turn`], but waits for the turn. Blocks: call it only on a dirty I/O
+    /// Like [`Interpreter::try_turn`], but waits for the turn. Blocks: call it only on a dirty I/O
     /// scheduler or a thread of our own.
     pub fn wait_turn(&self) -> Turn<'_> {
         let lock = self
@@ -194,7 +164,7 @@ impl Core {
         let now = self.submitting.fetch_add(1, Ordering::AcqRel) + 1;
         self.max_submitting.fetch_max(now, Ordering::AcqRel);
         Turn {
-            core: self,
+            interp: self,
             _lock: lock,
         }
     }
@@ -334,8 +304,8 @@ impl Pending {
     /// Removes the monitor of the caller. `env` is the calling NIF's env, or `None` on one of
     /// our own threads (as `enif_demonitor_process` requires).
     pub fn demonitor(&mut self, env: Option<rustler::Env>) {
-        if let Some((mon, res)) = self.monitor.take() {
-            res.demonitor(env, &mon);
+        if let Some(monitor) = self.monitor.take() {
+            monitor.demonitor(env);
         }
     }
 }

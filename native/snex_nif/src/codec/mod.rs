@@ -1,0 +1,8 @@
+//! Terms and pickles: Elixir terms to restricted pickle ([`encode`], with [`py_keys`] for
+//! keys that Python would merge), where a request is encoded ([`route`]), and restricted pickle
+//! to terms ([`decode`]). Nothing here knows about interpreters or threads.
+
+pub mod decode;
+pub mod encode;
+pub mod py_keys;
+pub mod route;
