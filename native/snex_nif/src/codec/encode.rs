@@ -10,50 +10,8 @@ use rustler::{BigInt, Term, TermType};
 use snex_core::pickle::{ExternalKind, PickleWriter};
 
 use crate::atoms;
-
-/// How binaries are presented to Python.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum BinaryAs {
-    Str,
-    Bytes,
-    ByteArray,
-}
-
-/// Per-call encoding options, packed by Elixir into one integer (see `Snex.Serde`).
-#[derive(Clone, Copy, Debug)]
-pub struct EncodeOpts {
-    pub binary_as: BinaryAs,
-    pub frozenset: bool,
-    pub distinct_atoms: bool,
-    /// Structs other than Snex's own and `MapSet` are final (Elixir already applied the
-    /// `Snex.Serde.Encoder` protocol): encode them as dicts instead of asking Elixir.
-    pub structs_resolved: bool,
-}
-
-impl EncodeOpts {
-    /// Unpacks `call` (see `Snex.Serde.EncodingOpts`): options marked as given there win over
-    /// the interpreter's `defaults` (packed the same way). `structs_resolved`: Elixir has
-    /// already applied the `Snex.Serde.Encoder` protocol to the value.
-    pub fn resolve(defaults: u32, call: u32, structs_resolved: bool) -> Self {
-        let pick = |given_bit: u32, value_mask: u32| {
-            if call & given_bit != 0 {
-                call & value_mask
-            } else {
-                defaults & value_mask
-            }
-        };
-        EncodeOpts {
-            binary_as: match pick(0x10, 0x3) {
-                1 => BinaryAs::Bytes,
-                2 => BinaryAs::ByteArray,
-                _ => BinaryAs::Str,
-            },
-            frozenset: pick(0x20, 0x4) != 0,
-            distinct_atoms: pick(0x40, 0x8) != 0,
-            structs_resolved,
-        }
-    }
-}
+use crate::codec::atom_text::atom_name;
+pub use crate::codec::opts::{BinaryAs, EncodeOpts};
 
 /// Why encoding stopped.
 #[derive(Debug)]
@@ -232,35 +190,11 @@ fn encode_atom(w: &mut PickleWriter, t: Term, opts: &EncodeOpts) -> Result<(), E
     } else if t == rustler::types::atom::false_().to_term(t.get_env()) {
         w.bool(false);
     } else {
-        let name = atom_name(t)?;
+        let name = atom_name(t)
+            .ok_or_else(|| EncodeError::Invalid("atom name is not representable".into()))?;
         w.atom(&name, opts.distinct_atoms);
     }
     Ok(())
-}
-
-/// The atom's name as UTF-8. The NIF API of OTP 25 reads only Latin-1 names; others are read
-/// from the atom's external term format.
-pub fn atom_name(t: Term) -> Result<String, EncodeError> {
-    t.atom_to_string()
-        .or_else(|_| atom_name_from_etf(t.to_binary().as_slice()))
-        .map_err(|_| EncodeError::Invalid("atom name is not representable".into()))
-}
-
-/// The name in an atom's external term format (any of its four atom tags).
-fn atom_name_from_etf(etf: &[u8]) -> Result<String, ()> {
-    let (latin1, len, start) = match etf {
-        [131, 118, a, b, ..] => (false, u16::from_be_bytes([*a, *b]) as usize, 4),
-        [131, 119, n, ..] => (false, *n as usize, 3),
-        [131, 100, a, b, ..] => (true, u16::from_be_bytes([*a, *b]) as usize, 4),
-        [131, 115, n, ..] => (true, *n as usize, 3),
-        _ => return Err(()),
-    };
-    let bytes = etf.get(start..start + len).ok_or(())?;
-    if latin1 {
-        Ok(bytes.iter().map(|&b| b as char).collect())
-    } else {
-        String::from_utf8(bytes.to_vec()).map_err(|_| ())
-    }
 }
 
 fn encode_binary(

@@ -2,7 +2,9 @@
 //! keys that Python would merge), where a request is encoded ([`route`]), and restricted pickle
 //! to terms ([`decode`]). Nothing here knows about interpreters or threads.
 
+pub mod atom_text;
 pub mod decode;
 pub mod encode;
+pub mod opts;
 pub mod py_keys;
 pub mod route;

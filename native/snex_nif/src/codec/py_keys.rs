@@ -7,7 +7,8 @@ use std::collections::HashMap;
 use rustler::{Term, TermType};
 
 use crate::atoms;
-use crate::codec::encode::{BinaryAs, EncodeOpts};
+use crate::codec::atom_text::atom_name;
+use crate::codec::opts::{BinaryAs, EncodeOpts};
 
 /// A key as Python compares it.
 #[derive(Hash, PartialEq, Eq)]
@@ -101,9 +102,9 @@ fn py_key(t: Term, opts: &EncodeOpts, unique: &mut usize) -> PyKey {
         TermType::Atom if is_nil(t) => Some(PyKey::None),
         TermType::Atom if t == rustler::types::atom::true_().to_term(env) => Some(PyKey::Int(1)),
         TermType::Atom if t == rustler::types::atom::false_().to_term(env) => Some(PyKey::Int(0)),
-        TermType::Atom if !opts.distinct_atoms => crate::codec::encode::atom_name(t)
-            .ok()
-            .map(|name| PyKey::Str(name.into_bytes())),
+        TermType::Atom if !opts.distinct_atoms => {
+            atom_name(t).map(|name| PyKey::Str(name.into_bytes()))
+        }
         TermType::Binary => rustler::types::Binary::from_term(t).ok().map(|bin| {
             if opts.binary_as == BinaryAs::Str {
                 PyKey::Str(bin.as_slice().to_vec())
@@ -129,8 +130,7 @@ fn describe(t: Term) -> String {
             .decode::<f64>()
             .map_or_else(|_| format!("{t:?}"), |f| format!("{f:?}")),
         TermType::Atom if is_nil(t) || is_bool(t) => format!("{t:?}"),
-        TermType::Atom => crate::codec::encode::atom_name(t)
-            .map_or_else(|_| format!("{t:?}"), |n| format!(":{n:?}")),
+        TermType::Atom => atom_name(t).map_or_else(|| format!("{t:?}"), |n| format!(":{n:?}")),
         TermType::Binary => rustler::types::Binary::from_term(t)
             .ok()
             .and_then(|b| {
