@@ -167,7 +167,7 @@ defmodule Snex.PoolRecyclingTest do
       assert {:error, %Error{code: :call_failed}} = Task.await(caller, 15_000)
     end
 
-    assert_receive {:DOWN, ^ref, :process, _, :shutdown}
+    assert_receive {:DOWN, ^ref, :process, _, :shutdown}, 10_000
   end
 
   test "max_memory: a member whose Python grows too big is replaced", context do
