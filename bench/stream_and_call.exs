@@ -46,14 +46,20 @@ for batch <- [100, 1_000, 10_000] do
   )
 end
 
-IO.puts("\nLatency, µs (median of 3 000):")
-{:ok, env} = Snex.make_env(i, %{}, [])
+IO.puts("\nLatency, µs (median of 2 000 calls, 3 alternating rounds):")
+{:ok, env} = Snex.make_env(i)
 {:ok, nil} = Snex.pyeval(env, "import math")
-Bench.sample(500, fn -> Snex.call(env, "math", "sqrt", [4]) end)
-call = Bench.sample(3_000, fn -> {:ok, 2.0} = Snex.call(env, "math", "sqrt", [4]) end)
+call = fn -> {:ok, 2.0} = Snex.call(env, "math", "sqrt", [4]) end
+eval = fn -> {:ok, 2.0} = Snex.pyeval(env, "return math.sqrt(x)", %{"x" => 4}) end
+Bench.sample(500, call)
+Bench.sample(500, eval)
 
-eval =
-  Bench.sample(3_000, fn -> {:ok, 2.0} = Snex.pyeval(env, "return math.sqrt(x)", %{"x" => 4}) end)
+for round <- 1..3 do
+  c = Bench.median(Bench.sample(2_000, call))
+  e = Bench.median(Bench.sample(2_000, eval))
 
-IO.puts("  Snex.call(env, \"math\", \"sqrt\", [4]):     #{Float.round(Bench.median(call), 1)}")
-IO.puts("  Snex.pyeval(env, \"return math.sqrt(x)\"): #{Float.round(Bench.median(eval), 1)}")
+  IO.puts(
+    "  round #{round}: Snex.call(env, \"math\", \"sqrt\", [4]) #{Float.round(c, 1)}, " <>
+      "Snex.pyeval(env, \"return math.sqrt(x)\") #{Float.round(e, 1)} (ratio #{Float.round(c / e, 2)})"
+  )
+end

@@ -326,6 +326,12 @@ defmodule Snex do
   defp starting,
     do: {:error, Error.new(:response_timeout, "the interpreter was still starting")}
 
+  @doc false
+  # For the other entry points of this module's API (`Snex.DirectCall`).
+  def __remote__(node, fun, args, timeout), do: remote(node, fun, args, timeout)
+  def __gone__, do: gone()
+  def __starting__, do: starting()
+
   # Runs the call on the interpreter's node; a node that goes away is :call_failed.
   defp remote(node, fun, args, timeout) do
     erpc_timeout = if timeout == :infinity, do: :infinity, else: timeout + 1_000

@@ -1,10 +1,12 @@
 defmodule Snex.DirectCall do
   @moduledoc false
-  # `Snex.call/5`: calls a Python function by module and name, without Python source of the
-  # caller's. The call travels as one variable that the Python side removes again, so an env
-  # used as the target is left as it was.
+  # `Snex.call/5`: calls a Python function by module and name with a `CALL_FN` request: no code
+  # to compile, nothing set in any env, and the function runs without a task unless it returns
+  # an awaitable.
 
-  @code "return await snex.direct.call_in(globals())"
+  alias Snex.{Request, Target}
+
+  @default_timeout 5_000
 
   @doc "See `Snex.call/5`."
   @spec call(Snex.interpreter() | Snex.Env.t(), String.t(), String.t(), list(), keyword()) ::
@@ -12,8 +14,56 @@ defmodule Snex.DirectCall do
   def call(target, module, function, args, opts)
       when is_binary(module) and is_binary(function) and is_list(args) and is_list(opts) do
     {kwargs, opts} = Keyword.pop(opts, :kwargs, %{})
-    call = {module, function, args, kwargs!(kwargs)}
-    Snex.pyeval(target, @code, %{"__snex_call__" => call}, opts)
+    kwargs = kwargs!(kwargs)
+
+    case Keyword.keys(opts) -- [:timeout, :encoding_opts] do
+      [] -> :ok
+      unknown -> raise ArgumentError, "unknown options for Snex.call/5: #{inspect(unknown)}"
+    end
+
+    timeout = Keyword.get(opts, :timeout, @default_timeout)
+
+    encoding =
+      opts
+      |> Keyword.get(:encoding_opts, [])
+      |> Snex.Serde.EncodingOpts.validate!()
+      |> Snex.Serde.EncodingOpts.pack()
+
+    deadline = Request.deadline(timeout)
+
+    case Target.resolve(target, deadline) do
+      {:local, pid, nif_target, env_id} ->
+        Request.run(%Request{
+          kind: :call_fn,
+          interpreter: pid,
+          resource: nif_target,
+          args: [nif_target, env_id, module, function, encoding],
+          value: {args, kwargs},
+          deadline: deadline
+        })
+
+      {:remote, node} ->
+        Snex.__remote__(
+          node,
+          :call,
+          [target, module, function, args, [kwargs: kwargs] ++ opts],
+          timeout
+        )
+
+      {:remote, node, target} ->
+        Snex.__remote__(
+          node,
+          :call,
+          [target, module, function, args, [kwargs: kwargs] ++ opts],
+          timeout
+        )
+
+      :gone ->
+        Snex.__gone__()
+
+      :timeout ->
+        Snex.__starting__()
+    end
   end
 
   def call(_target, module, function, args, opts),

@@ -19,13 +19,13 @@ import threading
 from types import CodeType
 from typing import Any, NoReturn, Protocol
 
-from . import codec, eager, interrupt, streams
+from . import codec, direct, eager, interrupt, streams
 from .code import RETURN_NAME, SnexReturn, compile_code
 from .errors import describe_exception, exception_text, format_exception
 from .frames import HEADER, MAX_BODY, FrameReader, ProtocolError
 from .types import Atom, ElixirError, EncodeError
 
-EVAL, MAKE_ENV, DESTROY_ENV, CANCEL, CALL_RESULT = 1, 2, 3, 4, 5
+EVAL, MAKE_ENV, DESTROY_ENV, CANCEL, CALL_RESULT, CALL_FN = 1, 2, 3, 4, 5, 6
 REPLY_OK, REPLY_ERROR, CALL, CAST, SEND, HELLO = 128, 129, 130, 131, 132, 133
 
 #: Exit status when the frames read are malformed (EX_SOFTWARE).
@@ -374,6 +374,8 @@ class Connection:
                 task.cancel()
         elif kind == CALL_RESULT:
             self._call_result(req_id, body)
+        elif kind == CALL_FN:
+            self._call_fn(req_id, body)
         else:
             self._fatal(f"unknown frame kind {kind}")
 
@@ -382,7 +384,7 @@ class Connection:
         self._sync_req = None
         if isinstance(exc, asyncio.CancelledError) and req_id == self.cancelled_req:
             return  # cancelled by Elixir: no reply
-        if kind in (EVAL, MAKE_ENV):
+        if kind in (EVAL, MAKE_ENV, CALL_FN):
             reason = f"Snex failed to handle the request: {describe_exception(exc)}"
             self.reply_error(req_id, "internal_error", reason, format_exception(exc))
         else:
@@ -463,6 +465,58 @@ class Connection:
             pass  # cancelled while replying: Elixir does not want the reply
         except BaseException as e:  # noqa: BLE001 - the reply path must not lose the request
             self._dispatch_failed(EVAL, req_id, e)
+        finally:
+            self.tasks.pop(req_id, None)
+
+    def _call_fn(self, req_id: int, body: bytes | bytearray) -> None:
+        """``Snex.call``: calls a module's function by name, with no code to compile; awaits its
+        result in a task only if it is awaitable."""
+        try:
+            env_id, module, function, args, kwargs = codec.decode(body)
+        except BaseException as e:  # noqa: BLE001 - any decode failure is that request's error
+            self._reply_decode_failure(req_id, e)
+            return
+        if env_id != THROWAWAY_ENV and env_id not in self.envs:
+            self.reply_error(req_id, "env_not_found", f"environment {env_id} does not exist", None)
+            return
+        error: BaseException | None = None
+        value: Any = None
+        try:
+            self._sync_req = req_id  # from here, cancelling it raises in it
+            if req_id != self.cancelled_req:  # not cancelled while it was prepared
+                value = direct.lookup(module, function)(*args, **kwargs)
+        except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
+            error = e
+        finally:
+            self._sync_req = None
+        if req_id == self.cancelled_req:
+            return  # Elixir has dropped the request: no reply
+        if error is not None:
+            self._reply_exception(req_id, error)
+        elif inspect.isawaitable(value):
+            task = self.loop.create_task(self._await_reply(req_id, value))
+            if not task.done():  # an eager task may have finished already
+                self.tasks[req_id] = task
+        else:
+            self.reply_ok(req_id, value)
+
+    async def _await_reply(self, req_id: int, awaitable: Any) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self.tasks[req_id] = task
+        try:
+            try:
+                value = await awaitable
+            except asyncio.CancelledError:
+                pass  # Elixir has dropped the request; no reply.
+            except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
+                self._reply_exception(req_id, e)
+            else:
+                self.reply_ok(req_id, value)
+        except asyncio.CancelledError:
+            pass  # cancelled while replying: Elixir does not want the reply
+        except BaseException as e:  # noqa: BLE001 - the reply path must not lose the request
+            self._dispatch_failed(CALL_FN, req_id, e)
         finally:
             self.tasks.pop(req_id, None)
 

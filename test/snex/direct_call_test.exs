@@ -48,9 +48,25 @@ defmodule Snex.DirectCallTest do
     assert {:ok, 1} = Snex.call(i, "builtins", "abs", [-1])
   end
 
+  test "a synchronous function that outlives its timeout is interrupted", %{interpreter: i} do
+    assert {:error, %Error{code: :response_timeout}} =
+             Snex.call(i, "time", "sleep", [20], timeout: 300)
+
+    started = System.monotonic_time(:millisecond)
+    assert {:ok, 1} = Snex.call(i, "builtins", "abs", [-1])
+    assert System.monotonic_time(:millisecond) - started < 1_000
+  end
+
+  test "a destroyed env is an error", %{interpreter: i} do
+    {:ok, env} = Snex.make_env(i)
+    :ok = Snex.destroy_env(env)
+    assert {:error, %Error{code: :env_not_found}} = Snex.call(env, "builtins", "abs", [-1])
+  end
+
   test "bad arguments raise", %{interpreter: i} do
     assert_raise ArgumentError, fn -> Snex.call(i, :math, "sqrt", [1]) end
     assert_raise ArgumentError, fn -> Snex.call(i, "math", "sqrt", 1) end
     assert_raise ArgumentError, fn -> Snex.call(i, "builtins", "int", ["1"], kwargs: [{1, 2}]) end
+    assert_raise ArgumentError, fn -> Snex.call(i, "math", "sqrt", [1], timout: 5) end
   end
 end

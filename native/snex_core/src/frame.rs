@@ -45,6 +45,8 @@ pub mod kind {
     pub const CANCEL: u8 = 4;
     /// Elixir → Python: the answer to Python's `CALL` of the same id. Body: `(ok, value)`.
     pub const CALL_RESULT: u8 = 5;
+    /// Elixir → Python: call a module's function by name (`Snex.call`).
+    pub const CALL_FN: u8 = 6;
     /// Python → Elixir: successful reply to a request. Body: the value.
     pub const REPLY_OK: u8 = 128;
     /// Python → Elixir: failed request. Body: `(code, reason, traceback)`.

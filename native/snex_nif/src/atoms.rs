@@ -10,6 +10,7 @@ rustler::atoms! {
     eval,
     make_env,
     call_result,
+    call_fn,
     new_atoms,
     closed,
     inf,

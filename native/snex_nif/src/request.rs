@@ -10,7 +10,10 @@
 //! * `{:make_env, interpreter, tag, sources, opts, vars, resolved}`: `MAKE_ENV`; `sources` is a
 //!   list of `{env_id, mode, names}` (mode 0 all, 1 only, 2 except);
 //! * `{:call_result, interpreter, call_id, ok, opts, value, resolved}`: `CALL_RESULT`, the
-//!   answer to Python's `snex.call` number `call_id`.
+//!   answer to Python's `snex.call` number `call_id`;
+//! * `{:call_fn, target, tag, env_id, module, function, opts, {args, kwargs}, resolved}`:
+//!   `CALL_FN` (`Snex.call`); `target` and `env_id` as for `:eval`, `kwargs` a map with string
+//!   keys.
 //!
 //! `opts` are the call's packed encoding options, `resolved` says that Elixir has already
 //! applied the `Snex.Serde.Encoder` protocol to the value.
@@ -70,6 +73,8 @@ pub fn submit<'a>(env: Env<'a>, request: Term<'a>, sched: Sched) -> NifResult<Te
     let arg = |i: usize| items.get(i).copied().ok_or(rustler::Error::BadArg);
     if kind == atoms::eval() && items.len() == 10 {
         eval(env, &items, sched)
+    } else if kind == atoms::call_fn() && items.len() == 9 {
+        call_fn(env, &items, sched)
     } else if kind == atoms::make_env() && items.len() == 7 {
         make_env(
             env,
@@ -139,6 +144,41 @@ fn eval<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a
     w.end_tuple(5);
     Ok(match encoded {
         Ok(()) => register_and_queue(env, &interp, *tag, kind::EVAL, w.finish()),
+        Err(e) => encode_failure(env, e),
+    })
+}
+
+fn call_fn<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a>> {
+    let [_, target, tag, env_id, module, function, packed, value, resolved] = items else {
+        return Err(rustler::Error::BadArg);
+    };
+    let module: String = module.decode()?;
+    let function: String = function.decode()?;
+    let (args, kwargs): (Term, Term) = value.decode()?;
+    if sched.routes_dirty(&[*value], module.len() + function.len()) {
+        return Ok(atoms::dirty().encode(env));
+    }
+    let (interp, env_id) = resolve_target(*target, env_id.decode()?)?;
+    let _turn = match begin(env, &interp.state, sched, true) {
+        Ok(turn) => turn,
+        Err(answer) => return Ok(answer),
+    };
+    let mut budget = sched.budget();
+    let opts = EncodeOpts::resolve(
+        interp.state.default_encoding,
+        packed.decode()?,
+        resolved.decode()?,
+    );
+    let mut w = PickleWriter::new();
+    w.begin_tuple(5);
+    w.int(env_id);
+    w.str(&module);
+    w.str(&function);
+    let encoded = encode_term(&mut w, args, &opts, &mut budget)
+        .and_then(|()| encode_vars(&mut w, kwargs, &opts, &mut budget));
+    w.end_tuple(5);
+    Ok(match encoded {
+        Ok(()) => register_and_queue(env, &interp, *tag, kind::CALL_FN, w.finish()),
         Err(e) => encode_failure(env, e),
     })
 }
