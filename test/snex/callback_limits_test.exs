@@ -98,11 +98,20 @@ defmodule Snex.CallbackLimitsTest do
     send(held, :release)
     assert {:ok, :released} = Task.await(holder)
 
-    # With the slot free, a cast runs again.
-    {:ok, nil} =
-      Snex.pyeval(env, "await snex.cast('erlang', 'send', [me, snex.Atom('cast_ran')])")
+    # With the slot free, a cast runs again. The held call's task frees its slot when it exits,
+    # just after it has answered Python: a cast sent at once may still find the slot taken.
+    cast = fn ->
+      {:ok, nil} =
+        Snex.pyeval(env, "await snex.cast('erlang', 'send', [me, snex.Atom('cast_ran')])")
 
-    assert_receive :cast_ran, 5_000
+      receive do
+        :cast_ran -> true
+      after
+        200 -> false
+      end
+    end
+
+    assert Enum.any?(1..25, fn _ -> cast.() end)
   end
 
   test "the init script's calls count too" do
