@@ -29,7 +29,7 @@ IO.puts(String.pad_trailing("request", 28) <> " route    median     max")
 for {name, value} <- requests do
   route =
     case Snex.Native.submit(
-           {:eval, res, tag, -1, "pass", "<bench>", 0, 0, %{"v" => value}, false}
+           {:eval, res, tag, -1, "pass", "<bench>", 0, 0, nil, %{"v" => value}, false}
          ) do
       {:ok, _} -> "normal"
       :dirty -> "dirty"
@@ -43,7 +43,7 @@ for {name, value} <- requests do
 
         result =
           Snex.Native.submit(
-            {:eval, res, tag, -1, "pass", "<bench>", 0, 0, %{"v" => value}, false}
+            {:eval, res, tag, -1, "pass", "<bench>", 0, 0, nil, %{"v" => value}, false}
           )
 
         elapsed = (System.monotonic_time(:nanosecond) - t0) / 1000

@@ -129,9 +129,13 @@ defmodule Snex do
   `pyeval(x, code, opts)`, `pyeval(x, vars)`, `pyeval(x, vars, opts)`, `pyeval(x, opts)`.
 
   Options:
-    * `:timeout` - milliseconds or `:infinity` (default 5 000). On timeout the Python task is
-      cancelled (`asyncio.CancelledError` at its next `await`).
+    * `:timeout` - milliseconds or `:infinity` (default 5 000). On timeout the request is
+      cancelled in Python (see `Snex.Error`, "What a timeout does in Python").
     * `:encoding_opts` - for `vars` (see `Snex.Serde`).
+    * `:capture_output` - `true`: what the code prints (`sys.stdout`, `sys.stderr`, from the
+      code and the tasks it starts; not from threads it starts) goes to the calling process's
+      group leader, as Livebook users expect; `false`: to the interpreter's streams. Default:
+      the interpreter's `:capture_output`.
     * `:returning` - deprecated (Snex 0.4): a Python expression, or a list of them, evaluated
       after the code; the result is its value (a list of values for a list). Warns on use;
       end the code with `return` instead.
@@ -178,7 +182,7 @@ defmodule Snex do
           kind: :eval,
           interpreter: pid,
           resource: nif_target,
-          args: [nif_target, env_id, src, file, line, encoding],
+          args: [nif_target, env_id, src, file, line, encoding, capture_output!(opts)],
           value: vars,
           deadline: deadline
         })
@@ -274,7 +278,7 @@ defmodule Snex do
 
   ## Helpers
 
-  @pyeval_opts [:timeout, :encoding_opts, :returning]
+  @pyeval_opts [:timeout, :encoding_opts, :returning, :capture_output]
 
   # A list where the code goes is taken for options only when it is a keyword list: a charlist
   # (or any other list) is a mistaken code argument.
@@ -286,6 +290,13 @@ defmodule Snex do
                 do: " (a charlist: use a string)",
                 else: ""
               )
+    end
+  end
+
+  defp capture_output!(opts) do
+    case Keyword.get(opts, :capture_output) do
+      capture when is_boolean(capture) or capture == nil -> capture
+      other -> raise ArgumentError, ":capture_output must be a boolean, got: #{inspect(other)}"
     end
   end
 

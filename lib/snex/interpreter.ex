@@ -59,6 +59,9 @@ defmodule Snex.Interpreter do
     * `:max_concurrent_callbacks` - a positive integer or `:infinity` (default 1 000): how many
       of Python's `snex.call`s and `snex.cast`s (each runs in a BEAM process of its own) may
       run at once for this interpreter; see "Calls from Python" below.
+    * `:capture_output` - `true`: what a request's code prints goes to the group leader of the
+      process that made the request (`Snex.pyeval/4`'s `:capture_output` overrides it per
+      call); default `false`: to Python's own stdout/stderr (the BEAM's, unless `:use_stdio`).
 
   GenServer options (`:name`, `:timeout`, `:debug`, `:spawn_opt`, `:hibernate_after`) are passed
   on; any other key raises `ArgumentError`.
@@ -468,7 +471,7 @@ defmodule Snex.Interpreter do
       kind: :eval,
       interpreter: self(),
       resource: res,
-      args: [res, 0, src, file, line, Snex.Serde.EncodingOpts.pack(options.encoding_opts)],
+      args: [res, 0, src, file, line, Snex.Serde.EncodingOpts.pack(options.encoding_opts), false],
       value: vars,
       deadline: deadline,
       tag: make_ref()

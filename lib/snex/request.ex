@@ -132,6 +132,10 @@ defmodule Snex.Request do
   @spec await(t(), non_neg_integer()) :: {:ok, term()} | {:error, Error.t()}
   def await(%__MODULE__{tag: tag, resource: resource, deadline: deadline} = request, id) do
     receive do
+      {^tag, :output, body} ->
+        write_output(body)
+        await(request, id)
+
       {^tag, outcome, body} ->
         Process.demonitor(tag, [:flush])
         to_result(outcome, body)
@@ -148,6 +152,14 @@ defmodule Snex.Request do
           # The reply was already on its way: take it.
           await(%{request | deadline: :infinity}, id)
         end
+    end
+  end
+
+  # What the request's code printed (`capture_output`): to the caller's group leader.
+  defp write_output(body) do
+    case Snex.Serde.Decoder.decode(body) do
+      {:ok, {_stream, text}} when is_binary(text) -> IO.write(Process.group_leader(), text)
+      _ -> :ok
     end
   end
 

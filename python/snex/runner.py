@@ -19,14 +19,14 @@ import threading
 from types import CodeType
 from typing import Any, NoReturn, Protocol
 
-from . import codec, direct, eager, interrupt, streams
+from . import capture, codec, direct, eager, interrupt, streams
 from .code import RETURN_NAME, SnexReturn, compile_code
 from .errors import describe_exception, exception_text, format_exception
 from .frames import HEADER, MAX_BODY, FrameReader, ProtocolError
 from .types import Atom, ElixirError, EncodeError
 
 EVAL, MAKE_ENV, DESTROY_ENV, CANCEL, CALL_RESULT, CALL_FN = 1, 2, 3, 4, 5, 6
-REPLY_OK, REPLY_ERROR, CALL, CAST, SEND, HELLO = 128, 129, 130, 131, 132, 133
+REPLY_OK, REPLY_ERROR, CALL, CAST, SEND, HELLO, OUTPUT = 128, 129, 130, 131, 132, 133, 134
 
 #: Exit status when the frames read are malformed (EX_SOFTWARE).
 EXIT_PROTOCOL_ERROR = 70
@@ -209,6 +209,10 @@ class Connection:
             self.reply_error(req_id, "encode_error", *_encode_failure(e))
             return
         self.write_frame(REPLY_OK, req_id, body)
+
+    def send_output(self, req_id: int, stream: str, text: str) -> None:
+        """Sends what request `req_id` printed on `stream` to its caller (``capture_output``)."""
+        self.write_frame(OUTPUT, req_id, codec.encode((Atom(stream), text)))
 
     def reply_error(
         self,
@@ -397,10 +401,28 @@ class Connection:
 
     def _eval(self, req_id: int, body: bytes | bytearray) -> None:
         try:
-            env_id, src, file, line, variables = codec.decode(body)
+            env_id, src, file, line, variables, capture_output = codec.decode(body)
         except BaseException as e:  # noqa: BLE001 - any decode failure is that request's error
             self._reply_decode_failure(req_id, e)
             return
+        if capture_output:
+            token = capture.current.set(req_id)
+            try:
+                self._eval_in(req_id, env_id, src, file, line, variables)
+            finally:
+                capture.current.reset(token)
+        else:
+            self._eval_in(req_id, env_id, src, file, line, variables)
+
+    def _eval_in(
+        self,
+        req_id: int,
+        env_id: int,
+        src: str | None,
+        file: str,
+        line: int,
+        variables: dict[str, Any],
+    ) -> None:
         env = self._env(env_id)
         if env is None:
             self.reply_error(req_id, "env_not_found", f"environment {env_id} does not exist", None)
@@ -717,5 +739,6 @@ def main() -> None:
     # The handler first: Elixir signals the pid of the HELLO frame, and SIGUSR2 would
     # otherwise end the process.
     _connection.cancel_signal().install()
+    capture.install(_connection.send_output)
     _connection.write_frame(HELLO, os.getpid())
     loop.run_forever()

@@ -36,7 +36,7 @@ def frame(kind: int, req_id: int, body: Any = None) -> bytes:
 
 
 def eval_frame(req_id: int, code: str | None, env_id: int = -1, variables: Any = None) -> bytes:
-    return frame(EVAL, req_id, (env_id, code, "<t>", 0, variables or {}))
+    return frame(EVAL, req_id, (env_id, code, "<t>", 0, variables or {}, False))
 
 
 def write_all(fd: int, data: bytes) -> None:

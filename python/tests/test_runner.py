@@ -81,6 +81,7 @@ def test_cancel(peer: Peer) -> None:
             "<t>",
             0,
             {},
+            False,
         ),
     )
     time.sleep(0.2)  # let the task start (a task cancelled before it starts never runs)
@@ -102,6 +103,7 @@ def test_concurrent_evals(peer: Peer) -> None:
                 "<t>",
                 0,
                 {"i": i},
+                False,
             ),
         )
     replies = {rid: body for _, rid, body in (peer.recv() for _ in range(100))}
@@ -120,6 +122,7 @@ def test_calls_to_elixir(peer: Peer) -> None:
             "<t>",
             0,
             {},
+            False,
         ),
     )
     kind, call_id, (module, function, args, node, _opts) = peer.recv()
@@ -148,9 +151,9 @@ def test_read_limit(limit: int | None) -> None:
     assembling; what it has not read stays in the pipe."""
     peer = Peer(None if limit is None else {"SNEX_READ_LIMIT": str(limit)})
     try:
-        probe = frame(EVAL, 1, (-1, UNREAD_PROBE, "<t>", 0, {}))
+        probe = frame(EVAL, 1, (-1, UNREAD_PROBE, "<t>", 0, {}, False))
         rest = b"".join(
-            frame(EVAL, 2 + n, (-1, "return n", "<t>", 0, {"n": n, "pad": "x" * 1000}))
+            frame(EVAL, 2 + n, (-1, "return n", "<t>", 0, {"n": n, "pad": "x" * 1000}, False))
             for n in range(30)
         )
         # Well under the pipe's 64 KiB: one write, all in the pipe before Python reads.

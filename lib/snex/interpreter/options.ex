@@ -17,7 +17,8 @@ defmodule Snex.Interpreter.Options do
     :encoding_opts,
     :port_opts,
     :eager_polyfill?,
-    :max_concurrent_callbacks
+    :max_concurrent_callbacks,
+    :capture_output
   ]
   @gen_server_keys [:name, :timeout, :debug, :spawn_opt, :hibernate_after]
 
@@ -36,6 +37,7 @@ defmodule Snex.Interpreter.Options do
             port_opts: [],
             eager_polyfill?: true,
             max_concurrent_callbacks: 1_000,
+            capture_output: false,
             # Not an option: the command line, resolved by `resolve_command!/1`.
             command: nil
 
@@ -79,6 +81,7 @@ defmodule Snex.Interpreter.Options do
 
     check!(is_boolean(o.sync_start?), :sync_start?, "a boolean")
     check!(is_boolean(o.eager_polyfill?), :eager_polyfill?, "a boolean")
+    check!(is_boolean(o.capture_output), :capture_output, "a boolean")
 
     check!(
       o.max_concurrent_callbacks == :infinity or
@@ -244,7 +247,8 @@ defmodule Snex.Interpreter.Options do
          busy_limits_port: busy_limits_port(o),
          busy_limits_msgq: busy_limits_msgq(o),
          parallelism: parallelism?(o),
-         encoding_opts: Snex.Serde.EncodingOpts.pack(o.encoding_opts)
+         encoding_opts: Snex.Serde.EncodingOpts.pack(o.encoding_opts),
+         capture_output: o.capture_output
        }}
     end
   end

@@ -60,6 +60,9 @@ pub mod kind {
     /// Python → Elixir, once at start-up: the frame id is the Python process's OS pid, the
     /// body is empty. Cancellations interrupt synchronous code through a signal to this pid.
     pub const HELLO: u8 = 133;
+    /// Python → Elixir: what a request with `capture_output` printed; the frame id is the
+    /// request's, the body `(stream, text)`.
+    pub const OUTPUT: u8 = 134;
 }
 
 /// A frame read from a stream.

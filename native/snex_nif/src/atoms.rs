@@ -11,6 +11,7 @@ rustler::atoms! {
     make_env,
     call_result,
     call_fn,
+    output,
     new_atoms,
     closed,
     inf,

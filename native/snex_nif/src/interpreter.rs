@@ -46,6 +46,8 @@ pub struct Interpreter {
     pub interrupter: Arc<Interrupter>,
     /// The interpreter's encoding options, packed (see `EncodeOpts::resolve`).
     pub default_encoding: u32,
+    /// The interpreter's `capture_output` (what requests print goes to their callers).
+    pub capture_output: bool,
     pending: Mutex<HashMap<u64, Pending>>,
     /// With `parallelism: false`, the lock a caller holds while it encodes and queues.
     submit_lock: Option<Mutex<()>>,
@@ -93,6 +95,7 @@ impl Interpreter {
         writer: Writer,
         transport: Transport,
         default_encoding: u32,
+        capture_output: bool,
     ) -> Interpreter {
         Interpreter {
             owner,
@@ -100,6 +103,7 @@ impl Interpreter {
             child,
             writer,
             default_encoding,
+            capture_output,
             pending: Mutex::new(HashMap::new()),
             submit_lock: (!transport.parallelism).then(|| Mutex::new(())),
             submitting: AtomicUsize::new(0),
@@ -215,6 +219,13 @@ impl Interpreter {
                 Some(p) => Err(p),
                 None => Ok(()),
             }
+        }
+    }
+
+    /// Runs `f` on the pending entry of `id`, if there is one (it stays pending).
+    pub fn with_pending(&self, id: u64, f: impl FnOnce(&Pending)) {
+        if let Some(pending) = self.pending().get(&id) {
+            f(pending);
         }
     }
 

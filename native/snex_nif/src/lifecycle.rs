@@ -19,6 +19,7 @@ pub fn start(
     owner: LocalPid,
     transport: Transport,
     default_encoding: u32,
+    capture_output: bool,
 ) -> std::io::Result<Arc<Interpreter>> {
     let spawned = process::spawn(spec)?;
     // The writer starts before the interpreter state exists; it finds it here when a write
@@ -41,6 +42,7 @@ pub fn start(
         writer,
         transport,
         default_encoding,
+        capture_output,
     ));
     let _ = slot.set(Arc::downgrade(&interp));
     reader::start(interp.clone(), spawned.from_child)?;

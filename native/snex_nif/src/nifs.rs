@@ -29,6 +29,7 @@ struct StartOpts {
     busy_limits_msgq: Option<(usize, usize)>,
     parallelism: bool,
     encoding_opts: u32,
+    capture_output: bool,
 }
 
 /// Queue sizes and submission statistics of an interpreter, for tests and diagnostics.
@@ -72,7 +73,13 @@ fn start(env: Env, opts: StartOpts) -> Term {
         msgq_limits: opts.busy_limits_msgq,
         parallelism: opts.parallelism,
     };
-    match lifecycle::start(&spec, owner, transport, opts.encoding_opts) {
+    match lifecycle::start(
+        &spec,
+        owner,
+        transport,
+        opts.encoding_opts,
+        opts.capture_output,
+    ) {
         Ok(state) => {
             let res = ResourceArc::new(InterpreterRes { state });
             env.monitor(&res, &owner);

@@ -44,7 +44,7 @@ fn read_loop(interp: &Interpreter, pipe: File) {
     let mut reader = FrameReader::new(pipe);
     let mut request_env = OwnedEnv::new();
     loop {
-        match reader.read_frame_into(|k| (kind::REPLY_OK..=kind::HELLO).contains(&k)) {
+        match reader.read_frame_into(|k| (kind::REPLY_OK..=kind::OUTPUT).contains(&k)) {
             Ok(Some(frame)) => {
                 // A bug here must not leave callers waiting forever: stop the interpreter, so
                 // that they get :call_failed.
@@ -83,6 +83,10 @@ fn dispatch(interp: &Interpreter, frame: Frame, request_env: &mut OwnedEnv) -> R
     match frame.kind {
         kind::REPLY_OK | kind::REPLY_ERROR => reply(interp, frame),
         kind::CALL | kind::CAST | kind::SEND => forward_request(interp, frame, request_env),
+        kind::OUTPUT => {
+            output(interp, frame);
+            Ok(())
+        }
         kind::HELLO => {
             let pid = u32::try_from(frame.id).map_err(|_| "bad pid in HELLO".to_string())?;
             interp.interrupter.set_pid(pid);
@@ -126,4 +130,17 @@ fn forward_request(interp: &Interpreter, frame: Frame, env: &mut OwnedEnv) -> Re
         (atoms::snex_request(), what, id, body.release(env)).encode(env)
     });
     Ok(())
+}
+
+/// Sends `{tag, :output, body}` to the caller of a request that is still pending (what its
+/// code printed, with `capture_output`); dropped if the caller is gone.
+fn output(interp: &Interpreter, frame: Frame) {
+    let body = frame.body.0;
+    interp.with_pending(frame.id, |pending| {
+        let mut env = OwnedEnv::new();
+        let _ = env.send_and_clear(&pending.caller, |env| {
+            let tag = pending.env.run(|own| pending.tag.load(own).in_env(env));
+            (tag, atoms::output(), body.release(env)).encode(env)
+        });
+    });
 }

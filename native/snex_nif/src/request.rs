@@ -4,9 +4,9 @@
 //!
 //! Requests, as tuples:
 //!
-//! * `{:eval, target, tag, env_id, code, file, line, opts, vars, resolved}`: `EVAL`; `target` is
-//!   an env resource, or an interpreter resource with `env_id` (0: root, -1: a throw-away copy
-//!   of the root);
+//! * `{:eval, target, tag, env_id, code, file, line, opts, capture, vars, resolved}`: `EVAL`;
+//!   `target` is an env resource, or an interpreter resource with `env_id` (0: root, -1: a
+//!   throw-away copy of the root); `capture` is `capture_output` (`nil`: the interpreter's);
 //! * `{:make_env, interpreter, tag, sources, opts, vars, resolved}`: `MAKE_ENV`; `sources` is a
 //!   list of `{env_id, mode, names}` (mode 0 all, 1 only, 2 except);
 //! * `{:call_result, interpreter, call_id, ok, opts, value, resolved}`: `CALL_RESULT`, the
@@ -71,7 +71,7 @@ pub fn submit<'a>(env: Env<'a>, request: Term<'a>, sched: Sched) -> NifResult<Te
     let items = rustler::types::tuple::get_tuple(request)?;
     let kind: rustler::Atom = items.first().ok_or(rustler::Error::BadArg)?.decode()?;
     let arg = |i: usize| items.get(i).copied().ok_or(rustler::Error::BadArg);
-    if kind == atoms::eval() && items.len() == 10 {
+    if kind == atoms::eval() && items.len() == 11 {
         eval(env, &items, sched)
     } else if kind == atoms::call_fn() && items.len() == 9 {
         call_fn(env, &items, sched)
@@ -106,7 +106,7 @@ fn opts(packed: Term, resolved: Term) -> NifResult<(u32, bool)> {
 }
 
 fn eval<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a>> {
-    let [_, target, tag, env_id, code, file, line, packed, vars, resolved] = items else {
+    let [_, target, tag, env_id, code, file, line, packed, capture, vars, resolved] = items else {
         return Err(rustler::Error::BadArg);
     };
     let code: Option<Binary> = code.decode()?;
@@ -128,8 +128,11 @@ fn eval<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a
         packed.decode()?,
         resolved.decode()?,
     );
+    let capture = capture
+        .decode::<Option<bool>>()?
+        .unwrap_or(interp.state.capture_output);
     let mut w = PickleWriter::new();
-    w.begin_tuple(5);
+    w.begin_tuple(6);
     w.int(env_id);
     match code {
         Some(code) => match std::str::from_utf8(code.as_slice()) {
@@ -141,7 +144,8 @@ fn eval<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a
     w.str(&String::from_utf8_lossy(file.as_slice()));
     w.int(line);
     let encoded = encode_vars(&mut w, *vars, &opts, &mut budget);
-    w.end_tuple(5);
+    w.bool(capture);
+    w.end_tuple(6);
     Ok(match encoded {
         Ok(()) => register_and_queue(env, &interp, *tag, kind::EVAL, w.finish()),
         Err(e) => encode_failure(env, e),
