@@ -16,6 +16,7 @@ import os
 import select
 import sys
 import threading
+from collections.abc import Callable
 from types import CodeType
 from typing import Any, NoReturn, Protocol
 
@@ -438,55 +439,61 @@ class Connection:
             self._reply_exception(req_id, e)
             return
         if self.eager and not code.co_flags & inspect.CO_COROUTINE:
-            self._run_sync(req_id, code, env)
+            self._run_sync(req_id, EVAL, lambda: _run_code(code, env), await_result=False)
         else:
-            task = self.loop.create_task(self._run_async(req_id, code, env))
-            if not task.done():  # an eager task may have finished already
-                self.tasks[req_id] = task
+            self._start_task(req_id, EVAL, _code_value(code, env))
 
-    def _run_sync(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
+    def _run_sync(
+        self, req_id: int, kind: int, run: Callable[[], Any], *, await_result: bool
+    ) -> None:
+        """Runs request `req_id` (of frame kind `kind`) synchronously and replies with what
+        `run` returns; with `await_result`, an awaitable result is awaited in a task first."""
         error: BaseException | None = None
         value = None
         try:
             self._sync_req = req_id  # from here, cancelling it raises in it
             if req_id != self.cancelled_req:  # not cancelled while it was prepared
-                exec(code, env)  # noqa: S102 - running the caller's code is the point
-        except SnexReturn as r:
-            value = r.value
+                value = run()
         except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
             error = e
         finally:
             self._sync_req = None
         if req_id == self.cancelled_req:
             return  # Elixir has dropped the request: no reply
-        if error is None:
-            self.reply_ok(req_id, value)
-        else:
+        if error is not None:
             self._reply_exception(req_id, error)
+        elif await_result and inspect.isawaitable(value):
+            self._start_task(req_id, kind, value)
+        else:
+            self.reply_ok(req_id, value)
 
-    async def _run_async(self, req_id: int, code: CodeType, env: dict[str, Any]) -> None:
+    def _start_task(self, req_id: int, kind: int, awaitable: Any) -> None:
+        task = self.loop.create_task(self._await_reply(req_id, kind, awaitable))
+        if not task.done():  # an eager task may have finished already
+            self.tasks[req_id] = task
+
+    async def _await_reply(self, req_id: int, kind: int, awaitable: Any) -> None:
+        """Awaits request `req_id`'s awaitable in its task and replies with its value."""
         task = asyncio.current_task()
         if task is not None:  # already there, unless the task started eagerly
             self.tasks[req_id] = task
         try:
             try:
                 if req_id == self.cancelled_req:  # cancelled while it was prepared
+                    if inspect.iscoroutine(awaitable):
+                        awaitable.close()
                     return
-                result = eval(code, env)  # noqa: S307 - running the caller's code is the point
-                if inspect.iscoroutine(result):
-                    await result
-            except SnexReturn as r:
-                self.reply_ok(req_id, r.value)
+                value = await awaitable
             except asyncio.CancelledError:
                 pass  # Elixir has dropped the request; no reply.
             except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
                 self._reply_exception(req_id, e)
             else:
-                self.reply_ok(req_id, None)
+                self.reply_ok(req_id, value)
         except asyncio.CancelledError:
             pass  # cancelled while replying: Elixir does not want the reply
         except BaseException as e:  # noqa: BLE001 - the reply path must not lose the request
-            self._dispatch_failed(EVAL, req_id, e)
+            self._dispatch_failed(kind, req_id, e)
         finally:
             self.tasks.pop(req_id, None)
 
@@ -501,46 +508,12 @@ class Connection:
         if env_id != THROWAWAY_ENV and env_id not in self.envs:
             self.reply_error(req_id, "env_not_found", f"environment {env_id} does not exist", None)
             return
-        error: BaseException | None = None
-        value: Any = None
-        try:
-            self._sync_req = req_id  # from here, cancelling it raises in it
-            if req_id != self.cancelled_req:  # not cancelled while it was prepared
-                value = direct.lookup(module, function)(*args, **kwargs)
-        except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
-            error = e
-        finally:
-            self._sync_req = None
-        if req_id == self.cancelled_req:
-            return  # Elixir has dropped the request: no reply
-        if error is not None:
-            self._reply_exception(req_id, error)
-        elif inspect.isawaitable(value):
-            task = self.loop.create_task(self._await_reply(req_id, value))
-            if not task.done():  # an eager task may have finished already
-                self.tasks[req_id] = task
-        else:
-            self.reply_ok(req_id, value)
-
-    async def _await_reply(self, req_id: int, awaitable: Any) -> None:
-        task = asyncio.current_task()
-        if task is not None:
-            self.tasks[req_id] = task
-        try:
-            try:
-                value = await awaitable
-            except asyncio.CancelledError:
-                pass  # Elixir has dropped the request; no reply.
-            except BaseException as e:  # noqa: BLE001 - SystemExit etc. are errors of this call
-                self._reply_exception(req_id, e)
-            else:
-                self.reply_ok(req_id, value)
-        except asyncio.CancelledError:
-            pass  # cancelled while replying: Elixir does not want the reply
-        except BaseException as e:  # noqa: BLE001 - the reply path must not lose the request
-            self._dispatch_failed(CALL_FN, req_id, e)
-        finally:
-            self.tasks.pop(req_id, None)
+        self._run_sync(
+            req_id,
+            CALL_FN,
+            lambda: direct.lookup(module, function)(*args, **kwargs),
+            await_result=True,
+        )
 
     def _reply_decode_failure(self, req_id: int, exc: BaseException) -> None:
         reason = f"cannot build the Python values: {exception_text(exc)}"
@@ -602,6 +575,27 @@ class Connection:
 
 #: The functions that write frames: the cancellation signal handler does not raise in them.
 _FRAME_WRITERS = (Connection.write_frame.__code__,)
+
+
+def _run_code(code: CodeType, env: dict[str, Any]) -> Any:
+    """Runs module-level code without ``await``; its value is what a top-level ``return``
+    gives, else None."""
+    try:
+        exec(code, env)  # noqa: S102 - running the caller's code is the point
+    except SnexReturn as r:
+        return r.value
+    return None
+
+
+async def _code_value(code: CodeType, env: dict[str, Any]) -> Any:
+    """Runs module-level code that may ``await``; its value as in `_run_code`."""
+    try:
+        result = eval(code, env)  # noqa: S307 - running the caller's code is the point
+        if inspect.iscoroutine(result):
+            await result
+    except SnexReturn as r:
+        return r.value
+    return None
 
 
 def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:

@@ -70,35 +70,42 @@ async def next_batch(env: dict[str, Any], size: int) -> tuple[list[Any], bool]:
     return items, False
 
 
+def _closer(env: dict[str, Any]) -> tuple[Any, bool] | None:
+    """Forgets the stream of `env` and returns what closes its iterable, and whether that is a
+    coroutine function (``aclose``); None if there is nothing to close."""
+    stream: _Stream | None = env.pop(_KEY, None)
+    if stream is None:
+        return None
+    if stream.aiter is not None:
+        aclose = getattr(stream.aiter, "aclose", None)
+        return None if aclose is None else (aclose, True)
+    close = getattr(stream.iter, "close", None)
+    return None if close is None else (close, False)
+
+
 def discard(env: dict[str, Any]) -> None:
     """Closes the stream of an environment being destroyed (its consumer is gone), if any: the
     generator's frame refers to the environment, so dropping the environment alone would leave
     the generator to Python's cycle collector, with its ``finally`` run late or never."""
-    stream: _Stream | None = env.pop(_KEY, None)
-    if stream is None:
+    closer = _closer(env)
+    if closer is None:
         return
-    if stream.aiter is not None:
-        aclose = getattr(stream.aiter, "aclose", None)
-        if aclose is not None:
-            asyncio.get_running_loop().create_task(aclose())
+    close, is_async = closer
+    if is_async:
+        asyncio.get_running_loop().create_task(close())
     else:
-        close = getattr(stream.iter, "close", None)
-        if close is not None:
-            # Nobody is left to report an error of the generator's own cleanup to.
-            with contextlib.suppress(Exception):
-                close()
+        # Nobody is left to report an error of the generator's own cleanup to.
+        with contextlib.suppress(Exception):
+            close()
 
 
 async def close_stream(env: dict[str, Any]) -> None:
     """Closes the iterable (its ``finally`` blocks run) and forgets it."""
-    stream: _Stream | None = env.pop(_KEY, None)
-    if stream is None:
+    closer = _closer(env)
+    if closer is None:
         return
-    if stream.aiter is not None:
-        aclose = getattr(stream.aiter, "aclose", None)
-        if aclose is not None:
-            await aclose()
+    close, is_async = closer
+    if is_async:
+        await close()
     else:
-        close = getattr(stream.iter, "close", None)
-        if close is not None:
-            close()
+        close()
