@@ -324,7 +324,7 @@ fn encode_map<'a>(
     Ok(())
 }
 
-/// `MapSet` and Snex's own wrappers; `None` for any other struct.
+/// `MapSet`, Snex's own wrappers and the calendar structs; `None` for any other struct.
 fn encode_known_struct<'a>(
     w: &mut PickleWriter,
     t: Term<'a>,
@@ -371,7 +371,7 @@ fn encode_known_struct<'a>(
         stack.push(Work::Value(args));
         stack.push(Work::Value(n));
         stack.push(Work::Value(m));
-    } else {
+    } else if !crate::calendar::encode_calendar_struct(w, t, module)? {
         return Ok(None);
     }
     Ok(Some(()))

@@ -7,6 +7,7 @@
 //! interpreter's own reader thread.
 
 mod atoms;
+mod calendar;
 mod core;
 mod decode;
 mod encode;
