@@ -13,6 +13,8 @@ defmodule Snex.Serde do
   | binaries | `str` (must be UTF-8); `bytes` or `bytearray` with `binary_as:`; `binary/2` per value |
   | lists, tuples, maps | `list`, `tuple`, `dict` (improper lists: `snex.Term`) |
   | `MapSet` | `set`, or `frozenset` with `set_as: :frozenset` |
+  | `Date`, `Time`, `NaiveDateTime` | `datetime.date`, `datetime.time`, naive `datetime.datetime` |
+  | `DateTime` | aware `datetime.datetime`: see "Dates and times" |
   | structs | `Snex.Serde.Encoder` result if implemented, else a `dict` with `"__struct__"` |
   | `object/3` | the result of calling `module.name(*args)` in Python |
   | `term/1`, pids, refs, ports, funs, bitstrings | `snex.Term`: opaque, comes back as the same term |
@@ -23,8 +25,54 @@ defmodule Snex.Serde do
   subclasses such as `IntEnum`) → integers; `float` → floats, with `inf`, `-inf`, NaN → `:inf`,
   `:"-inf"`, `:nan`; `str`, `bytes`, `bytearray`, `memoryview` → binaries; `list` → list;
   `tuple` (and namedtuples) → tuple; `dict` → map (a `dict` with the key `Atom("__struct__")`
-  becomes that struct); `set`/`frozenset` → `MapSet`; `snex.Term` → its term; anything else →
-  the function set with `snex.set_custom_encoder(fun)`, or an `:encode_error`.
+  becomes that struct); `set`/`frozenset` → `MapSet`; `snex.Term` → its term.
+
+  Common values that are not built-in types, without importing the libraries that define them:
+
+  * anything registered with `numbers.Integral` (numpy's integer scalars, for example) →
+    integers;
+  * anything registered with `numbers.Real` (numpy's float scalars, `fractions.Fraction`) →
+    floats, when the value is exactly a float; otherwise (`Fraction(1, 3)`, numpy's
+    `longdouble`) an `:encode_error`: nothing is rounded silently;
+  * numpy's bool (`numpy.bool_`) → booleans;
+  * `decimal.Decimal` → its exact string, `str(d)` (`"1.10"`, `"1E+3"`, `"NaN"`), which
+    `Decimal.new/1` of the `decimal` package reads;
+  * `datetime.date`, `datetime.time`, naive and aware `datetime.datetime` → `Date`, `Time`,
+    `NaiveDateTime`, `DateTime` (see "Dates and times"); an aware `time` is an `:encode_error`.
+
+  Anything else goes to the function set with `snex.set_custom_encoder(fun)` (its result is
+  encoded again), or is an `:encode_error` that says where the value was and, for the usual
+  mistakes, what to do:
+
+      Cannot serialize object of coroutine at result[3]['rows'][0]: did you forget `await`?
+
+  The path is a Python expression from `result` (what the code returned; `data` and `args` for
+  `snex.send` and `snex.call`); dict keys and set items are named by their position,
+  `list(result)[2]`. numpy arrays get a hint at `.tolist()` and `arr.tobytes()`.
+
+  ## Dates and times
+
+  Only structs of `Calendar.ISO` are converted; with other calendars they are structs like any
+  other.
+
+  * Python has microseconds and no precision: `~T[12:00:00.123]` comes back as
+    `~T[12:00:00.123000]` (`microsecond: {123000, 6}`), and a Python value without
+    microseconds has precision 0, as its `isoformat()` shows.
+  * `DateTime` → Python: `Etc/UTC` gives `tzinfo=datetime.timezone.utc`. Another zone gives
+    `zoneinfo.ZoneInfo(time_zone)` when Python knows the zone and it has the same UTC offset
+    at that time (the offsets pick the right one of an ambiguous hour); otherwise a fixed
+    `datetime.timezone` of `utc_offset + std_offset` named `zone_abbr`.
+  * aware `datetime` → Elixir: a `zoneinfo.ZoneInfo` zone (any `tzinfo` with a string `key`)
+    is kept: `time_zone` is its key, `zone_abbr` its `tzname()`, `std_offset` its `dst()`.
+    The names of UTC (`"UTC"`, `"Etc/UTC"`, ...) and every other `tzinfo`
+    (`datetime.timezone`, other libraries) give a `DateTime` in `Etc/UTC` at the same
+    instant, as `DateTime.from_iso8601/1` does with an offset.
+
+  So a `Date`, `Time` or `NaiveDateTime`, a `DateTime` in UTC and (where Python has the time
+  zone database) a `DateTime` in a zone, sent to Python and returned, come back unchanged up to
+  the microsecond precision; a `DateTime` in a zone Python does not know comes back as the same
+  instant in UTC. These structs are converted before the `Snex.Serde.Encoder` protocol is
+  looked at.
 
   ## Encoding options
 

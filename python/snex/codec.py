@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _wire
+from . import _wire, common_values, encode_errors
+from .encode_errors import Unencodable, type_name
 from .errors import describe_exception, exception_text
 from .types import Atom, EncodeError, Term
 
@@ -46,6 +47,7 @@ def decode(body: bytes | bytearray | memoryview) -> Any:
 
 
 _MARKERS = (_wire.atom, _wire.term, _wire.value)
+_KNOWN = common_values.KNOWN
 
 
 class _Pickler(pickle.Pickler):
@@ -56,13 +58,25 @@ class _Pickler(pickle.Pickler):
             return (_wire.term, (obj.etf,))
         if isinstance(obj, memoryview):
             return (_wire.value, (obj.tobytes(),))
+        convert = _KNOWN.get(type(obj))
+        if convert is not None:  # a common value of a type seen before
+            return (_wire.value, (convert(obj),))
         if any(obj is marker for marker in _MARKERS):
             return NotImplemented  # pickled as a global: snex._wire <name>
         for base in _BASES:
             if isinstance(obj, base):
                 plain: Any = base(obj)
                 return (_wire.value, (plain,))
-        return (_wire.value, (_custom(obj),))
+        return (_wire.value, (_substitute(obj),))
+
+
+def _substitute(obj: Any) -> Any:
+    """What is encoded instead of `obj`, which is neither a built-in nor a Snex type: a common
+    value's conversion (`common_values`), else the custom encoder's result."""
+    convert = common_values.converter_for(type(obj))
+    if convert is not None:
+        return convert(obj)
+    return _custom(obj)
 
 
 def _custom(obj: Any) -> Any:
@@ -74,35 +88,62 @@ def _custom(obj: Any) -> Any:
             return obj
         depth += 1
     if encoder is not None and depth >= _MAX_CUSTOM_DEPTH:
-        raise EncodeError(
-            f"Cannot serialize object of {_type_name(obj)}: the custom encoder did not "
-            f"produce an encodable value after {_MAX_CUSTOM_DEPTH} rounds"
+        raise Unencodable(
+            f"object of {type_name(obj)}",
+            f"the custom encoder did not produce an encodable value after "
+            f"{_MAX_CUSTOM_DEPTH} rounds",
         )
-    raise EncodeError(f"Cannot serialize object of {_type_name(obj)}")
+    raise Unencodable(f"object of {type_name(obj)}")
 
 
 def _encodable_directly(obj: Any) -> bool:
-    return obj is None or isinstance(obj, (Atom, Term, memoryview, *_BASES))
+    return (
+        obj is None
+        or isinstance(obj, (Atom, Term, memoryview, *_BASES))
+        or common_values.converter_for(type(obj)) is not None
+    )
 
 
-def _type_name(obj: Any) -> str:
-    t = type(obj)
-    return f"{t.__module__}.{t.__qualname__}" if t.__module__ != "builtins" else t.__qualname__
-
-
-def encode(value: Any) -> bytes:
+def encode(value: Any, root: str | Sequence[str] = "value") -> bytes:
     """Encodes `value` for Elixir; raises `EncodeError` for what cannot be encoded, also when
     the value's own code (a custom encoder, the ``__iter__`` of a list subclass) raises: then
-    the original exception is its ``__cause__``."""
+    the original exception is its ``__cause__``.
+
+    The error names where the offending object is, as a path from `root` (the name of
+    `value`; a sequence of names for the items of a tuple `value`, see
+    `encode_errors.locate`), with a hint at the usual fix when there is one.
+    """
     buf = io.BytesIO()
     try:
         _Pickler(buf, protocol=5).dump(value)
-    except EncodeError:
-        raise
     except RecursionError as e:
         raise EncodeError("Cannot serialize a structure that deep or recursive") from e
-    except (pickle.PicklingError, TypeError, ValueError) as e:
-        raise EncodeError(f"Cannot serialize value: {exception_text(e)}") from e
+    except EncodeError as e:
+        raise _located(e, value, root) from e.__cause__
     except Exception as e:  # the value's own code raised: still an encode error
-        raise EncodeError(f"Cannot serialize value: {describe_exception(e)}") from e
+        raise _located(e, value, root) from e
     return buf.getvalue()
+
+
+def _located(e: Exception, value: Any, root: str | Sequence[str]) -> EncodeError:
+    """The encode error for `e`, raised while encoding `value`, naming where it happened."""
+    if isinstance(e, EncodeError):
+        text = exception_text(e)
+    elif isinstance(e, (pickle.PicklingError, TypeError, ValueError)):
+        text = f"Cannot serialize value: {exception_text(e)}"
+    else:
+        text = f"Cannot serialize value: {describe_exception(e)}"
+    try:
+        found = encode_errors.locate(value, root, _substitute)
+    except Exception:  # noqa: BLE001 - the error without a path, then
+        found = None
+    if found is None:
+        return EncodeError(text)
+    path, obj, raised = found
+    if isinstance(raised, Unencodable):
+        text = f"Cannot serialize {raised.what} at {path}"
+        advice = raised.advice or encode_errors.hint(obj)
+    else:
+        text = f"Cannot serialize value at {path}: {describe_exception(raised)}"
+        advice = encode_errors.hint(obj)
+    return EncodeError(f"{text}: {advice}" if advice else text)

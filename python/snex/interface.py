@@ -18,6 +18,9 @@ from .types import Atom, Term
 
 Name = str | Atom
 
+# How encode errors name the parts of a CALL or CAST body (`args[2]['x']`).
+_CALL_NAMES = ("module", "function", "args", "node", "result_encoding_opts")
+
 
 def _atom(name: Name) -> Atom:
     if isinstance(name, Atom):
@@ -51,14 +54,16 @@ def _target(to: Any) -> Any:
 
 def send_now(to: Any, data: Any) -> None:
     """``send(to, data)`` on the BEAM, without awaiting (usable from synchronous code)."""
-    link().write_frame(SEND, 0, codec.encode((_target(to), data)))
+    link().write_frame(SEND, 0, codec.encode((_target(to), data), root=("to", "data")))
 
 
 def cast_now(
     module: Name, function: Name, args: Iterable[Any], node: Name | Term | None = None
 ) -> None:
     """``apply(module, function, args)`` in a new BEAM process, without awaiting."""
-    body = codec.encode((_atom(module), _atom(function), list(args), _node(node)))
+    body = codec.encode(
+        (_atom(module), _atom(function), list(args), _node(node)), root=_CALL_NAMES[:4]
+    )
     link().write_frame(CAST, 0, body)
 
 
@@ -92,7 +97,9 @@ async def call(
     conn = link()
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Any] = loop.create_future()
-    body = codec.encode((_atom(module), _atom(function), list(args), _node(node), opts))
+    body = codec.encode(
+        (_atom(module), _atom(function), list(args), _node(node), opts), root=_CALL_NAMES
+    )
     call_id = conn.register_call(fut, loop)
     try:
         conn.write_frame(CALL, call_id, body)

@@ -203,7 +203,7 @@ class Connection:
         """Sends a value, or an encode error if it cannot be encoded; raises nothing but the
         ``CancelledError`` of a request cancelled meanwhile."""
         try:
-            body = codec.encode(value)
+            body = codec.encode(value, root="result")
             if len(body) > MAX_BODY:
                 raise EncodeError(f"Cannot send a value of {len(body)} bytes: at most {MAX_BODY}")
         except BaseException as e:  # noqa: BLE001 - whatever encoding raises is this reply's error

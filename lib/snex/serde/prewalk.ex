@@ -7,10 +7,13 @@ defmodule Snex.Serde.Prewalk do
   alias Snex.Serde
 
   @own [MapSet, Serde.Float, Serde.Binary, Serde.Term]
+  # Converted by the NIF whatever the protocol says, when their calendar is Calendar.ISO.
+  @calendar [Date, Time, NaiveDateTime, DateTime]
 
   @doc "The term with every struct that implements `Snex.Serde.Encoder` replaced by its encoding."
   @spec resolve(term()) :: term()
   def resolve(%module{} = struct) when module in @own, do: struct
+  def resolve(%module{calendar: Calendar.ISO} = struct) when module in @calendar, do: struct
   def resolve(%Serde.Object{args: args} = object), do: %{object | args: resolve(args)}
 
   def resolve(%module{} = struct) do

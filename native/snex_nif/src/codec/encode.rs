@@ -11,19 +11,7 @@ use snex_core::pickle::{ExternalKind, PickleWriter};
 
 use crate::atoms;
 use crate::codec::atom_text::atom_name;
-pub use crate::codec::opts::{BinaryAs, EncodeOpts};
-
-/// Why encoding stopped.
-#[derive(Debug)]
-pub enum EncodeError {
-    /// The budget for a normal scheduler ran out: retry on a dirty scheduler.
-    Dirty,
-    /// The term holds a struct that may implement `Snex.Serde.Encoder`: Elixir must apply the
-    /// protocol first.
-    NeedsProtocol,
-    /// The term cannot be encoded; the message names the offending value.
-    Invalid(String),
-}
+pub use crate::codec::opts::{BinaryAs, EncodeError, EncodeOpts};
 
 /// Work allowed before yielding to a dirty scheduler; `None` means unlimited.
 pub struct Budget(Option<i64>);
@@ -259,7 +247,7 @@ fn encode_map<'a>(
     Ok(())
 }
 
-/// `MapSet` and Snex's own wrappers; `None` for any other struct.
+/// `MapSet`, Snex's own wrappers and the calendar structs; `None` for any other struct.
 fn encode_known_struct<'a>(
     w: &mut PickleWriter,
     t: Term<'a>,
@@ -306,7 +294,7 @@ fn encode_known_struct<'a>(
         stack.push(Work::Value(args));
         stack.push(Work::Value(n));
         stack.push(Work::Value(m));
-    } else {
+    } else if !crate::codec::calendar::encode_calendar_struct(w, t, module)? {
         return Ok(None);
     }
     Ok(Some(()))

@@ -3,6 +3,7 @@
 //! to terms ([`decode`]). Nothing here knows about interpreters or threads.
 
 pub mod atom_text;
+pub mod calendar;
 pub mod decode;
 pub mod encode;
 pub mod opts;

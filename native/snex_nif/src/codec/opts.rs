@@ -1,4 +1,5 @@
-//! Encoding options of a call, as the encoder and the key check use them.
+//! Encoding options of a call, as the encoder and the key check use them, and why encoding
+//! stopped.
 
 /// How binaries are presented to Python.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,4 +43,16 @@ impl EncodeOpts {
             structs_resolved,
         }
     }
+}
+
+/// Why encoding stopped.
+#[derive(Debug)]
+pub enum EncodeError {
+    /// The budget for a normal scheduler ran out: retry on a dirty scheduler.
+    Dirty,
+    /// The term holds a struct that may implement `Snex.Serde.Encoder`: Elixir must apply the
+    /// protocol first.
+    NeedsProtocol,
+    /// The term cannot be encoded; the message names the offending value.
+    Invalid(String),
 }
