@@ -66,6 +66,31 @@ defmodule Snex.NativeBuildTest do
     end
   end
 
+  test "as a dependency, cargo builds in the parent project's _build, not in Snex's tree", ctx do
+    app = Path.join(ctx.tmp, "app")
+    File.mkdir_p!(app)
+
+    File.write!(Path.join(app, "mix.exs"), """
+    defmodule App.MixProject do
+      use Mix.Project
+      def project, do: [app: :app, version: "0.1.0", deps: [{:snex, path: #{inspect(@root)}}]]
+    end
+    """)
+
+    env = fake_cargo(ctx, "exit 1")
+
+    {output, status} =
+      System.cmd("mix", ["compile"],
+        cd: app,
+        env: Enum.to_list(env) ++ [{"MIX_ENV", "dev"}, {"CARGO_TARGET_DIR", nil}],
+        stderr_to_stdout: true
+      )
+
+    assert status != 0
+    assert output =~ "cargo build of the Snex NIF failed (exit status 1)"
+    assert File.read!(Path.join(ctx.tmp, "args")) =~ " --target-dir #{app}/_build/dev/snex_cargo "
+  end
+
   describe "with a fake cargo" do
     test "shows cargo's output as it builds and installs the files it reports", ctx do
       # A path that JSON escapes, and a message longer than one line of the port.
