@@ -1,7 +1,7 @@
 defmodule Mix.Tasks.Compile.SnexNative.JSON do
   @moduledoc """
-  A small JSON decoder for cargo's `--message-format=json` lines: the NIF's build runs before
-  any dependency (there are none) and Elixir 1.14 / OTP 25 have no JSON module.
+  A small JSON decoder for cargo's `--message-format=json` lines: Snex has no dependencies,
+  and Elixir 1.14 / OTP 25 have no JSON module.
 
   Objects become maps with string keys, arrays lists, `null` `nil`; numbers become integers or
   floats.
