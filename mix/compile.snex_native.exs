@@ -1,3 +1,5 @@
+Code.require_file("snex_native_json.exs", __DIR__)
+
 defmodule Mix.Tasks.Compile.SnexNative do
   @shortdoc "Builds the Snex NIF with cargo and installs the Python package into priv/"
   @moduledoc """
@@ -5,101 +7,261 @@ defmodule Mix.Tasks.Compile.SnexNative do
   library and the `snex_helper` program (which starts and watches Python) to `priv/native/` of
   the application's build directory, then copies the `snex` Python package to `priv/python/`.
   Cargo runs only when a Rust source, `Cargo.toml` or `Cargo.lock` is newer than the installed
-  library, or the helper is missing.
+  library, or the helper is missing; its output (which crate it is compiling) is shown as it
+  comes.
+
+  Cargo builds in `$CARGO_TARGET_DIR` when that is set (a relative path is taken from Snex's
+  directory, as cargo would), otherwise in `snex_cargo/` under the build path
+  (`_build/<env>/snex_cargo`), never in Snex's own source tree. Only the files that cargo
+  reports for this build are installed: a library left in the target directory by another
+  build never is.
+
+  Cargo must be at least as new as the `rust-version` of Snex's `Cargo.toml` (what Rustler
+  needs); an older one is refused with a message that says so.
 
   Set `SNEX_CARGO_PROFILE=debug` to build without optimisations.
   """
   use Mix.Task.Compiler
 
+  alias Mix.Tasks.Compile.SnexNative.JSON
+
   @impl Mix.Task.Compiler
   def run(_args) do
     root = Path.dirname(Mix.Project.project_file())
     priv = Path.join(Mix.Project.app_path(), "priv")
+    native = Path.join(priv, "native")
 
-    with :ok <- build_nif(root, Path.join(priv, "native")),
-         :ok <- install_python(Path.join(root, "python/snex"), Path.join(priv, "python/snex")) do
-      {:ok, []}
+    if stale?(root, native) do
+      build(root, native, default_target_dir: default_target_dir())
     end
+
+    :ok = install_python(Path.join(root, "python/snex"), Path.join(priv, "python/snex"))
+    {:ok, []}
   end
 
-  defp build_nif(root, dest_dir) do
-    dest = Path.join(dest_dir, "libsnex_nif.so")
+  @doc """
+  Where cargo builds when `CARGO_TARGET_DIR` is not set: `snex_cargo/` in the build path of
+  the project being compiled (a dependency's build path is its parent project's).
+  """
+  @spec default_target_dir() :: Path.t()
+  def default_target_dir, do: Path.join(Mix.Project.build_path(), "snex_cargo")
 
-    if stale?(root, dest) or not File.exists?(Path.join(dest_dir, "snex_helper")) do
-      cargo = System.find_executable("cargo") || Path.expand("~/.cargo/bin/cargo")
+  @doc """
+  Builds the NIF and the helper of the Snex sources in `root` with cargo and installs them into
+  `dest_dir`. Returns the files cargo reported, which were installed. Raises `Mix.Error` when
+  cargo is missing, older than the `rust-version` of `root/Cargo.toml`, fails, or does not
+  report the library or the helper.
 
-      unless File.exists?(cargo) do
-        Mix.raise("cargo is needed to build the Snex NIF; install Rust (https://rustup.rs)")
+  Options:
+
+    * `:default_target_dir` (required) - where cargo builds unless `CARGO_TARGET_DIR` is set.
+    * `:env` - environment variables (a map or a list of pairs) that replace the process's
+      own when finding and running cargo; `nil` unsets one.
+  """
+  @spec build(Path.t(), Path.t(), keyword()) :: %{library: Path.t(), helper: Path.t()}
+  def build(root, dest_dir, opts) do
+    overrides = Map.new(Keyword.get(opts, :env, %{}))
+    env = Map.merge(System.get_env(), overrides)
+    cargo = find_cargo(env)
+    check_version(cargo, root, overrides)
+
+    profile = env_value(env, "SNEX_CARGO_PROFILE") || "release"
+
+    target_dir =
+      case env_value(env, "CARGO_TARGET_DIR") do
+        nil -> Keyword.fetch!(opts, :default_target_dir)
+        dir -> Path.expand(dir, root)
       end
 
-      profile = System.get_env("SNEX_CARGO_PROFILE", "release")
-
-      args = [
+    args =
+      [
         "build",
-        "--quiet",
+        "--message-format=json-render-diagnostics",
         "-p",
         "snex_nif",
         "-p",
         "snex_helper",
         "--manifest-path",
-        Path.join(root, "Cargo.toml")
-      ]
+        Path.join(root, "Cargo.toml"),
+        "--target-dir",
+        target_dir
+      ] ++ if(profile == "release", do: ["--release"], else: [])
 
-      args = if profile == "release", do: args ++ ["--release"], else: args
+    Mix.shell().info("Compiling Snex NIF (cargo #{profile}, in #{target_dir})")
 
-      Mix.shell().info("Compiling Snex NIF (cargo #{profile})")
+    case run_cargo(cargo, args, root, overrides) do
+      {0, artifacts} ->
+        built = %{
+          library: built!(artifacts, :library, "libsnex_nif"),
+          helper: built!(artifacts, :helper, "snex_helper")
+        }
 
-      case System.cmd(cargo, args, cd: root, stderr_to_stdout: true, into: IO.stream()) do
-        {_, 0} ->
-          install_helper(root, profile, dest_dir)
-          install_library(root, profile, dest_dir, dest)
+        File.mkdir_p!(dest_dir)
+        install(built.helper, Path.join(dest_dir, "snex_helper"), 0o755)
+        install(built.library, Path.join(dest_dir, "libsnex_nif.so"), nil)
+        built
 
-        {_, status} ->
-          Mix.raise("cargo build of the Snex NIF failed (exit status #{status})")
-      end
-    else
-      :ok
+      {status, _} ->
+        Mix.raise(
+          "cargo build of the Snex NIF failed (exit status #{status}); see its output above"
+        )
     end
   end
 
-  defp install_library(root, profile, dest_dir, dest) do
-    built =
-      Enum.find(
-        ["libsnex_nif.so", "libsnex_nif.dylib"],
-        &File.exists?(Path.join([root, "target", profile, &1]))
-      ) || Mix.raise("cargo did not produce libsnex_nif")
-
-    File.mkdir_p!(dest_dir)
-    # Copy then rename, so that a VM that has the old library mapped is not disturbed.
-    tmp = dest <> ".tmp"
-    File.cp!(Path.join([root, "target", profile, built]), tmp)
-    File.rename!(tmp, dest)
-    :ok
+  defp env_value(env, name) do
+    case Map.get(env, name) do
+      value when value in [nil, ""] -> nil
+      value -> value
+    end
   end
 
-  defp install_helper(root, profile, dest_dir) do
-    built = Path.join([root, "target", profile, "snex_helper"])
-    unless File.exists?(built), do: Mix.raise("cargo did not produce snex_helper")
-    File.mkdir_p!(dest_dir)
-    dest = Path.join(dest_dir, "snex_helper")
-    # Copy then rename: a helper starting right now keeps the file it is executing.
+  defp find_cargo(env) do
+    on_path =
+      case :os.find_executable(~c"cargo", String.to_charlist(Map.get(env, "PATH") || "")) do
+        false -> nil
+        path -> List.to_string(path)
+      end
+
+    cargo_home = env_value(env, "CARGO_HOME") || Path.expand("~/.cargo")
+    cargo = on_path || Path.join(cargo_home, "bin/cargo")
+
+    unless File.exists?(cargo) do
+      Mix.raise("cargo is needed to build the Snex NIF; install Rust (https://rustup.rs)")
+    end
+
+    cargo
+  end
+
+  # Cargo refuses a too-new `Cargo.lock` or manifest with messages that do not say what is
+  # needed; this says it first.
+  defp check_version(cargo, root, overrides) do
+    with {:ok, minimum} <- minimum_version(root),
+         {output, 0} <-
+           System.cmd(cargo, ["--version"], cd: root, env: Enum.to_list(overrides)),
+         [_, found] <- Regex.run(~r/^cargo (\d+\.\d+\.\d+)/, output),
+         :lt <- Version.compare(found, minimum) do
+      Mix.raise("""
+      Snex needs Rust #{minimum} or newer to build its NIF, but #{cargo} is version #{found}.
+      Update Rust (with rustup: `rustup update stable`; see https://rustup.rs) and compile again.\
+      """)
+    else
+      _ -> :ok
+    end
+  end
+
+  @doc "The `rust-version` of the `Cargo.toml` in `root`, as `major.minor.patch`."
+  @spec minimum_version(Path.t()) :: {:ok, String.t()} | :error
+  def minimum_version(root) do
+    with {:ok, toml} <- File.read(Path.join(root, "Cargo.toml")),
+         [_, major, minor | patch] <-
+           Regex.run(~r/^rust-version\s*=\s*"(\d+)\.(\d+)(?:\.(\d+))?"/m, toml) do
+      {:ok, "#{major}.#{minor}.#{if patch in [[], [""]], do: 0, else: patch}"}
+    else
+      _ -> :error
+    end
+  end
+
+  # Runs cargo with its output (standard error included) shown line by line, except for its
+  # JSON messages, from which the library and the helper it built are kept.
+  defp run_cargo(cargo, args, root, overrides) do
+    env =
+      for {name, value} <- overrides do
+        {String.to_charlist(name), if(value, do: String.to_charlist(value), else: false)}
+      end
+
+    port =
+      Port.open({:spawn_executable, cargo}, [
+        :binary,
+        :exit_status,
+        :stderr_to_stdout,
+        :hide,
+        {:line, 65_536},
+        args: args,
+        cd: root,
+        env: env
+      ])
+
+    collect(port, "", %{})
+  end
+
+  defp collect(port, partial, artifacts) do
+    receive do
+      {^port, {:data, {:noeol, chunk}}} ->
+        collect(port, partial <> chunk, artifacts)
+
+      {^port, {:data, {:eol, chunk}}} ->
+        collect(port, "", line(partial <> chunk, artifacts))
+
+      {^port, {:exit_status, status}} ->
+        {status, if(partial == "", do: artifacts, else: line(partial, artifacts))}
+    end
+  end
+
+  defp line(line, artifacts) do
+    with "{" <> _ <- line,
+         {:ok, %{"reason" => reason} = message} <- JSON.decode(line) do
+      artifact(reason, message, artifacts)
+    else
+      _ ->
+        Mix.shell().info(line)
+        artifacts
+    end
+  end
+
+  defp artifact("compiler-artifact", %{"target" => %{"name" => "snex_nif"}} = message, acc) do
+    case Enum.find(message["filenames"] || [], &library?/1) do
+      nil -> acc
+      file -> Map.put(acc, :library, file)
+    end
+  end
+
+  defp artifact("compiler-artifact", %{"target" => %{"name" => "snex_helper"}} = message, acc) do
+    case message["executable"] do
+      file when is_binary(file) -> Map.put(acc, :helper, file)
+      _ -> acc
+    end
+  end
+
+  defp artifact(_reason, _message, acc), do: acc
+
+  defp library?(file) when is_binary(file),
+    do: Path.basename(file) in ["libsnex_nif.so", "libsnex_nif.dylib"]
+
+  defp library?(_), do: false
+
+  defp built!(artifacts, kind, name) do
+    case artifacts do
+      %{^kind => file} ->
+        if File.regular?(file),
+          do: file,
+          else: Mix.raise("cargo reported #{file}, which is missing")
+
+      _ ->
+        Mix.raise("cargo did not report building #{name}; see its output above")
+    end
+  end
+
+  # Copy then rename: a VM that has the old library mapped, or a helper starting right now,
+  # keeps the file it has.
+  defp install(built, dest, mode) do
     tmp = dest <> ".tmp"
     File.cp!(built, tmp)
-    File.chmod!(tmp, 0o755)
+    if mode, do: File.chmod!(tmp, mode)
     File.rename!(tmp, dest)
   end
 
-  defp stale?(root, dest) do
-    case File.stat(dest, time: :posix) do
+  defp stale?(root, native) do
+    case File.stat(Path.join(native, "libsnex_nif.so"), time: :posix) do
       {:ok, %{mtime: built}} ->
         sources =
           Path.wildcard(Path.join(root, "native/*/src/**/*.rs")) ++
             Path.wildcard(Path.join(root, "native/*/Cargo.toml")) ++
             [Path.join(root, "Cargo.toml"), Path.join(root, "Cargo.lock")]
 
-        Enum.any?(sources, fn file ->
-          match?({:ok, %{mtime: m}} when m > built, File.stat(file, time: :posix))
-        end)
+        not File.exists?(Path.join(native, "snex_helper")) or
+          Enum.any?(sources, fn file ->
+            match?({:ok, %{mtime: m}} when m > built, File.stat(file, time: :posix))
+          end)
 
       {:error, _} ->
         true

@@ -26,7 +26,7 @@ defmodule Snex.MixInstallTest do
       {"XDG_CACHE_HOME", Path.join(root, "cache")},
       {"UV_CACHE_DIR", String.trim(uv_cache)},
       # The NIF's cargo build is shared with the suite's (cargo locks it).
-      {"CARGO_TARGET_DIR", Path.join(@snex_root, "target")},
+      {"CARGO_TARGET_DIR", Mix.Tasks.Compile.SnexNative.default_target_dir()},
       {"MIX_ENV", nil},
       {"SNEX_CACHE_DIR", nil}
     ]

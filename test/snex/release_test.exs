@@ -24,7 +24,12 @@ defmodule Snex.ReleaseTest do
     {output, status} =
       System.cmd("mix", ["release", "--overwrite"],
         cd: app,
-        env: [{"MIX_ENV", "prod"}, {"SNEX_PATH", @snex_root}],
+        env: [
+          {"MIX_ENV", "prod"},
+          {"SNEX_PATH", @snex_root},
+          # The NIF's cargo build is shared with the suite's (cargo locks it).
+          {"CARGO_TARGET_DIR", Mix.Tasks.Compile.SnexNative.default_target_dir()}
+        ],
         stderr_to_stdout: true
       )
 

@@ -22,7 +22,7 @@ use std::ffi::{OsStr, OsString};
 use std::fs::File;
 use std::io;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::process::CommandExt;
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -271,28 +271,12 @@ fn check_executable(program: &OsStr) -> io::Result<()> {
     }
 }
 
-/// A pipe whose two ends are close-on-exec.
+/// A pipe whose two ends are close-on-exec: atomically where the system has `pipe2` (Linux, the
+/// BSDs); where it does not (macOS), a helper forked meanwhile by another thread may get a copy,
+/// which it closes at start-up with every fd above 6.
 fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
-    let mut fds = [0 as libc::c_int; 2];
-    // SAFETY: pipe2/pipe write two fds into the array on success.
-    #[cfg(target_os = "linux")]
-    let rc = unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) };
-    #[cfg(not(target_os = "linux"))]
-    let rc = unsafe { libc::pipe(fds.as_mut_ptr()) };
-    if rc != 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: both fds were just created and are owned by nobody else.
-    let fds = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
-    #[cfg(not(target_os = "linux"))]
-    for fd in [fds.0.as_raw_fd(), fds.1.as_raw_fd()] {
-        // SAFETY: fcntl on fds we own. Not atomic: a helper forked meanwhile by another thread
-        // gets a copy, which it closes at start-up (it closes every fd above 6).
-        if unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) } != 0 {
-            return Err(io::Error::last_os_error());
-        }
-    }
-    Ok(fds)
+    let (read, write) = io::pipe()?;
+    Ok((read.into(), write.into()))
 }
 
 impl ChildHandle {
@@ -323,8 +307,9 @@ impl ChildHandle {
         reap(self.inner.pgid);
         let code = reported.unwrap_or_else(|| {
             // The helper itself was killed (e.g. the whole group got SIGKILL, or someone killed
-            // the helper alone: then the target got its parent-death signal on Linux). Its
-            // group may still have members, which keep the group id from being reused.
+            // the helper alone: then the target got its parent-death signal on Linux, and this
+            // is what kills it elsewhere, and its children everywhere). Its group may still
+            // have members, which keep the group id from being reused.
             let _ = killpg(
                 Pid::from_raw(self.inner.pgid as libc::pid_t),
                 Signal::SIGKILL,

@@ -16,7 +16,9 @@
 //! 1. leads a new process group: the program and the processes it starts are in it;
 //! 2. forks and execs the program with an empty signal mask, default signal dispositions, only
 //!    fds 0-2 (and 3-4 with `fds`) open, and on Linux `PR_SET_PDEATHSIG` set to `SIGKILL`, so
-//!    that the program dies if the helper is killed;
+//!    that the program dies if the helper is killed (on every system, the starter also kills
+//!    the group when the status pipe closes without an exit status: see
+//!    `snex_core::process::ChildHandle::wait`);
 //! 3. writes records of 5 bytes (a tag, then a big-endian `u32`) into the status pipe: `p` and
 //!    the program's pid once exec has succeeded, or `e` and the `errno` of a failed start; then
 //!    `x` and the program's exit status (its exit code, or 128 + the number of the signal that
@@ -25,6 +27,12 @@
 //!    itself included;
 //! 5. when the lifeline reaches end of file first (whoever started the helper is gone, even
 //!    killed by `SIGKILL`: the kernel closes its write end), `SIGKILL`s the whole group at once.
+//!
+//! Portability: the Linux-only calls (`PR_SET_PDEATHSIG`, `close_range`, the raw
+//! `rt_sigaction` that also resets glibc's reserved signals) are behind
+//! `cfg(target_os = "linux")`; elsewhere the helper closes fds with `closefrom` (the BSDs) or
+//! those listed in `/dev/fd` (macOS), and resets dispositions with `signal`. Only Linux is
+//! tested.
 //!
 //! The helper ignores `SIGTERM`, `SIGINT` and `SIGHUP`: stopping an interpreter sends `SIGTERM`
 //! to the group, and the helper outlives it to report the program's real exit status. It uses
@@ -331,6 +339,12 @@ unsafe fn release_transport() {
 }
 
 /// Closes every fd from `first` on.
+#[cfg(not(any(
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
 unsafe fn close_from(first: c_int) {
     #[cfg(target_os = "linux")]
     if libc::syscall(
@@ -342,13 +356,45 @@ unsafe fn close_from(first: c_int) {
     {
         return;
     }
-    // Linux before 5.9, macOS: the open fds are listed in /dev/fd.
+    // Linux before 5.9, macOS.
+    close_each_from(first);
+}
+
+/// Closes every fd from `first` on.
+#[cfg(any(
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+))]
+unsafe fn close_from(first: c_int) {
+    libc::closefrom(first);
+}
+
+/// Closes the fds from `first` on that `/dev/fd` lists (all the open ones on Linux and macOS,
+/// not on the BSDs), or, when it cannot be read, every fd number below the limit of open files.
+#[cfg(not(any(
+    target_os = "freebsd",
+    target_os = "dragonfly",
+    target_os = "netbsd",
+    target_os = "openbsd"
+)))]
+unsafe fn close_each_from(first: c_int) {
     let open: Vec<c_int> = match std::fs::read_dir("/dev/fd") {
+        // Listed (and the listing's own fd closed) before anything is closed.
         Ok(dir) => dir
             .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
             .filter(|&fd| fd >= first)
             .collect(),
-        Err(_) => (first..1024).collect(),
+        Err(_) => {
+            let limit = libc::sysconf(libc::_SC_OPEN_MAX);
+            let limit = if limit > 0 {
+                limit.min(libc::c_long::from(c_int::MAX)) as c_int
+            } else {
+                1024
+            };
+            (first..limit).collect()
+        }
     };
     for fd in open {
         libc::close(fd);
@@ -396,12 +442,18 @@ fn errno() -> c_int {
     std::io::Error::last_os_error().raw_os_error().unwrap_or(0)
 }
 
-#[cfg(any(target_os = "linux", target_os = "android"))]
+/// Where `errno` lives (the signal handler restores it).
+#[cfg(any(target_os = "linux", target_os = "dragonfly"))]
 unsafe fn errno_location() -> *mut c_int {
     libc::__errno_location()
 }
 
-#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+#[cfg(any(target_os = "android", target_os = "netbsd", target_os = "openbsd"))]
+unsafe fn errno_location() -> *mut c_int {
+    libc::__errno()
+}
+
+#[cfg(any(target_vendor = "apple", target_os = "freebsd"))]
 unsafe fn errno_location() -> *mut c_int {
     libc::__error()
 }

@@ -71,6 +71,18 @@ fn group_members(pgid: u32) -> Vec<u32> {
     members
 }
 
+/// Kills a process the test started when the test ends, also when it fails.
+struct KillOnDrop(u32);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if alive(self.0) {
+            // SAFETY: SIGKILL to a process of this test that is still there.
+            unsafe { libc::kill(self.0 as libc::pid_t, libc::SIGKILL) };
+        }
+    }
+}
+
 fn eventually(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
     while !done() {
@@ -346,6 +358,24 @@ fn killing_the_helper_alone_takes_the_target_with_it() {
     assert_eq!(t.join().unwrap(), 128 + 9);
     eventually("the target is gone", Duration::from_secs(3), || {
         !alive(target)
+    });
+}
+
+#[test]
+fn killing_the_helper_alone_the_starter_kills_the_rest_of_the_group() {
+    // The target's child gets no parent-death signal (the target alone does, on Linux, and
+    // nothing does elsewhere): the starter's `wait` kills the group when the status pipe
+    // closes without an exit status.
+    let mut s = spawn(&sh("sleep 1000 & echo $! >&4; wait")).unwrap();
+    let waiter = s.handle.clone();
+    let t = std::thread::spawn(move || waiter.wait());
+    let sleeper: u32 = read_line(&mut s).trim().parse().unwrap();
+    let _cleanup = KillOnDrop(sleeper);
+    // SAFETY: SIGKILL to the helper we started.
+    unsafe { libc::kill(s.handle.pgid() as libc::pid_t, libc::SIGKILL) };
+    assert_eq!(t.join().unwrap(), 128 + 9);
+    eventually("the target's child is gone", Duration::from_secs(3), || {
+        !alive(sleeper)
     });
 }
 
