@@ -171,7 +171,7 @@ defmodule Snex.ProcessLifecycleTest do
   describe "BEAM death" do
     @tag timeout: 60_000
     test "a BEAM killed with SIGKILL leaves no process of Python's group, children included" do
-      ebin = :code.lib_dir(:snex, :ebin) |> to_string()
+      ebin = Application.app_dir(:snex, "ebin")
 
       script = """
       {:ok, _} = Application.ensure_all_started(:snex)
