@@ -174,33 +174,22 @@ defmodule Snex do
     timeout = Keyword.get(opts, :timeout, @default_timeout)
     encoding = encoding_opts(opts)
 
-    deadline = Request.deadline(timeout)
-
-    case Target.resolve(target, deadline) do
-      {:local, pid, nif_target, env_id} ->
-        Request.run(%Request{
-          kind: :eval,
-          interpreter: pid,
-          resource: nif_target,
-          args: [nif_target, env_id, src, file, line, encoding, capture_output!(opts)],
-          value: vars,
-          deadline: deadline
-        })
-
-      {:remote, node} ->
-        # The code already holds the `:returning` expressions.
-        code = if src, do: %Snex.Code{src: src, file: file, line: line}
-        remote(node, :pyeval, [target, code, vars, Keyword.delete(opts, :returning)], timeout)
-
-      {:remote, node, target} ->
-        remote(node, :pyeval, [target, code, vars, opts], timeout)
-
-      :gone ->
-        gone()
-
-      :timeout ->
-        starting()
+    # On another node the code already holds the `:returning` expressions.
+    remote_args = fn target ->
+      code = if src, do: %Snex.Code{src: src, file: file, line: line}
+      [target, code, vars, Keyword.delete(opts, :returning)]
     end
+
+    __dispatch__(target, timeout, :pyeval, remote_args, fn pid, nif_target, env_id, deadline ->
+      Request.run(%Request{
+        kind: :eval,
+        interpreter: pid,
+        resource: nif_target,
+        args: [nif_target, env_id, src, file, line, encoding, capture_output!(opts)],
+        value: vars,
+        deadline: deadline
+      })
+    end)
   end
 
   def pyeval(_target, code, vars, opts),
@@ -338,10 +327,20 @@ defmodule Snex do
     do: {:error, Error.new(:response_timeout, "the interpreter was still starting")}
 
   @doc false
-  # For the other entry points of this module's API (`Snex.DirectCall`).
-  def __remote__(node, fun, args, timeout), do: remote(node, fun, args, timeout)
-  def __gone__, do: gone()
-  def __starting__, do: starting()
+  # Runs a request on `target` (an env, an interpreter or a pool) with a deadline computed now:
+  # `local.(pid, nif_target, env_id, deadline)` for an interpreter on this node; elsewhere
+  # `Snex.fun(remote_args.(target)...)` on the target's node.
+  def __dispatch__(target, timeout, fun, remote_args, local) do
+    deadline = Request.deadline(timeout)
+
+    case Target.resolve(target, deadline) do
+      {:local, pid, nif_target, env_id} -> local.(pid, nif_target, env_id, deadline)
+      {:remote, node} -> remote(node, fun, remote_args.(target), timeout)
+      {:remote, node, target} -> remote(node, fun, remote_args.(target), timeout)
+      :gone -> gone()
+      :timeout -> starting()
+    end
+  end
 
   # Runs the call on the interpreter's node; a node that goes away is :call_failed.
   defp remote(node, fun, args, timeout) do

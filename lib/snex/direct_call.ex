@@ -4,7 +4,7 @@ defmodule Snex.DirectCall do
   # to compile, nothing set in any env, and the function runs without a task unless it returns
   # an awaitable.
 
-  alias Snex.{Request, Target}
+  alias Snex.Request
 
   @default_timeout 5_000
 
@@ -29,41 +29,18 @@ defmodule Snex.DirectCall do
       |> Snex.Serde.EncodingOpts.validate!()
       |> Snex.Serde.EncodingOpts.pack()
 
-    deadline = Request.deadline(timeout)
+    remote_args = fn target -> [target, module, function, args, [kwargs: kwargs] ++ opts] end
 
-    case Target.resolve(target, deadline) do
-      {:local, pid, nif_target, env_id} ->
-        Request.run(%Request{
-          kind: :call_fn,
-          interpreter: pid,
-          resource: nif_target,
-          args: [nif_target, env_id, module, function, encoding],
-          value: {args, kwargs},
-          deadline: deadline
-        })
-
-      {:remote, node} ->
-        Snex.__remote__(
-          node,
-          :call,
-          [target, module, function, args, [kwargs: kwargs] ++ opts],
-          timeout
-        )
-
-      {:remote, node, target} ->
-        Snex.__remote__(
-          node,
-          :call,
-          [target, module, function, args, [kwargs: kwargs] ++ opts],
-          timeout
-        )
-
-      :gone ->
-        Snex.__gone__()
-
-      :timeout ->
-        Snex.__starting__()
-    end
+    Snex.__dispatch__(target, timeout, :call, remote_args, fn pid, nif_target, env_id, deadline ->
+      Request.run(%Request{
+        kind: :call_fn,
+        interpreter: pid,
+        resource: nif_target,
+        args: [nif_target, env_id, module, function, encoding],
+        value: {args, kwargs},
+        deadline: deadline
+      })
+    end)
   end
 
   def call(_target, module, function, args, opts),

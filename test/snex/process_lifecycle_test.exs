@@ -182,7 +182,8 @@ defmodule Snex.ProcessLifecycleTest do
         "return os.getpgid(0)"
       {:ok, pgid} = Snex.pyeval(i, code)
       IO.puts("PIDS \#{System.pid()} \#{Snex.Interpreter.os_pid(i)} \#{pgid}")
-      Process.sleep(:infinity)
+      # Lives until the test kills it (or closes its stdin).
+      IO.read(:stdio, :eof)
       """
 
       port =
@@ -200,6 +201,7 @@ defmodule Snex.ProcessLifecycleTest do
 
       System.cmd("kill", ["-9", beam])
       assert_receive {^port, {:exit_status, _}}, 10_000
+      assert OSProcess.wait_gone(python, 5_000)
       assert OSProcess.eventually(fn -> group_members(pgid) == [] end, 3_000)
     end
   end

@@ -105,6 +105,11 @@ fn opts(packed: Term, resolved: Term) -> NifResult<(u32, bool)> {
     Ok((packed.decode()?, resolved.decode()?))
 }
 
+/// The encoding options of a call to `interp`: the call's (see [`opts`]) over the interpreter's.
+fn encode_opts(interp: &Interpreter, (packed, resolved): (u32, bool)) -> EncodeOpts {
+    EncodeOpts::resolve(interp.default_encoding, packed, resolved)
+}
+
 fn eval<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a>> {
     let [_, target, tag, env_id, code, file, line, packed, capture, vars, resolved] = items else {
         return Err(rustler::Error::BadArg);
@@ -123,11 +128,7 @@ fn eval<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a
         Err(answer) => return Ok(answer),
     };
     let mut budget = sched.budget();
-    let opts = EncodeOpts::resolve(
-        interp.state.default_encoding,
-        packed.decode()?,
-        resolved.decode()?,
-    );
+    let opts = encode_opts(&interp.state, opts(*packed, *resolved)?);
     let capture = capture
         .decode::<Option<bool>>()?
         .unwrap_or(interp.state.capture_output);
@@ -168,11 +169,7 @@ fn call_fn<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term
         Err(answer) => return Ok(answer),
     };
     let mut budget = sched.budget();
-    let opts = EncodeOpts::resolve(
-        interp.state.default_encoding,
-        packed.decode()?,
-        resolved.decode()?,
-    );
+    let opts = encode_opts(&interp.state, opts(*packed, *resolved)?);
     let mut w = PickleWriter::new();
     w.begin_tuple(5);
     w.int(env_id);
@@ -205,7 +202,7 @@ fn make_env<'a>(
     };
     let mut budget = sched.budget();
     let new_id = interp.state.next_env_id();
-    let opts = EncodeOpts::resolve(interp.state.default_encoding, packed, resolved);
+    let opts = encode_opts(&interp.state, (packed, resolved));
     let mut w = PickleWriter::new();
     w.begin_tuple(3);
     w.int(new_id);
@@ -258,7 +255,7 @@ fn call_result<'a>(
         Err(answer) => return answer,
     };
     let mut budget = sched.budget();
-    let opts = EncodeOpts::resolve(interp.state.default_encoding, packed, resolved);
+    let opts = encode_opts(&interp.state, (packed, resolved));
     let mut w = PickleWriter::new();
     w.begin_tuple(2);
     w.bool(ok);
