@@ -40,6 +40,11 @@ defmodule Snex.Serde do
   * `datetime.date`, `datetime.time`, naive and aware `datetime.datetime` → `Date`, `Time`,
     `NaiveDateTime`, `DateTime` (see "Dates and times"); an aware `time` is an `:encode_error`.
 
+  Arrays of numbers through the buffer protocol (numpy arrays of ints, floats or bools,
+  `array.array`) → binaries of their bytes in C order, unless a custom encoder is set (it gets
+  them first). From 64 KiB, these, `memoryview`s, and a result that is itself `bytes` travel
+  next to the message rather than inside it and become binaries without a copy.
+
   Anything else goes to the function set with `snex.set_custom_encoder(fun)` (its result is
   encoded again), or is an `:encode_error` that says where the value was and, for the usual
   mistakes, what to do:
@@ -48,7 +53,7 @@ defmodule Snex.Serde do
 
   The path is a Python expression from `result` (what the code returned; `data` and `args` for
   `snex.send` and `snex.call`); dict keys and set items are named by their position,
-  `list(result)[2]`. numpy arrays get a hint at `.tolist()` and `arr.tobytes()`.
+  `list(result)[2]`. Other numpy arrays (of objects, strings) get a hint at `.tolist()`.
 
   ## Dates and times
 

@@ -7,7 +7,7 @@ import pickle
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from . import _wire, common_values, encode_errors
+from . import _wire, buffers, common_values, encode_errors
 from .encode_errors import Unencodable, type_name
 from .errors import describe_exception, exception_text
 from .types import Atom, EncodeError, Term
@@ -41,9 +41,12 @@ def set_custom_encoder(fun: Callable[[Any], Any] | None) -> None:
     _custom_encoder = fun
 
 
-def decode(body: bytes | bytearray | memoryview) -> Any:
-    """Decodes a body written by Elixir."""
-    return pickle.loads(body)  # noqa: S301 - Elixir, our own process, wrote it
+def decode(body: Any) -> Any:
+    """Decodes a body written by Elixir: a pickle, or a `frames.OutOfBand` (a pickle and the
+    objects its out-of-band buffers were read into)."""
+    if isinstance(body, (bytes, bytearray, memoryview)):
+        return pickle.loads(body)  # noqa: S301 - Elixir, our own process, wrote it
+    return pickle.loads(body.pickle, buffers=body.values())  # noqa: S301 - the same
 
 
 _MARKERS = (_wire.atom, _wire.term, _wire.value)
@@ -57,6 +60,8 @@ class _Pickler(pickle.Pickler):
         if isinstance(obj, Term):
             return (_wire.term, (obj.etf,))
         if isinstance(obj, memoryview):
+            if obj.c_contiguous:
+                return (_wire.value, (pickle.PickleBuffer(obj),))
             return (_wire.value, (obj.tobytes(),))
         convert = _KNOWN.get(type(obj))
         if convert is not None:  # a common value of a type seen before
@@ -76,7 +81,37 @@ def _substitute(obj: Any) -> Any:
     convert = common_values.converter_for(type(obj))
     if convert is not None:
         return convert(obj)
+    if _custom_encoder is None:
+        view = _buffer_of(obj)
+        if view is not None:
+            return view
     return _custom(obj)
+
+
+def _is_numpy_scalar(cls: type) -> bool:
+    """Whether `cls` is a numpy scalar type (they export their bytes as buffers too), told
+    without importing numpy."""
+    return any(c.__name__ == "generic" and c.__module__ == "numpy" for c in cls.__mro__)
+
+
+#: Item formats (``struct`` codes) of buffers that become binaries: numbers, bools, bytes.
+_PLAIN_FORMATS = frozenset("bBhHiIlLqQnNefd?c")
+
+
+def _buffer_of(obj: Any) -> memoryview | None:
+    """A view of `obj`'s bytes if it is an array of plain numbers through the buffer protocol
+    (a numpy array, ``array.array``), else None: not for scalars (numpy's have converters or
+    errors of their own), nor arrays of Python objects, strings, complex numbers or records."""
+    if _is_numpy_scalar(type(obj)):
+        return None
+    try:
+        view = memoryview(obj)
+    except (TypeError, ValueError, BufferError):
+        return None
+    if view.ndim == 0 or view.format.lstrip("@=<>!") not in _PLAIN_FORMATS:
+        view.release()
+        return None
+    return view
 
 
 def _custom(obj: Any) -> Any:
@@ -104,7 +139,14 @@ def _encodable_directly(obj: Any) -> bool:
     )
 
 
-def encode(value: Any, root: str | Sequence[str] = "value") -> bytes:
+_ONE_BUFFER = bytes((pickle.PROTO[0], 5, pickle.NEXT_BUFFER[0], pickle.STOP[0]))
+
+
+def encode(
+    value: Any,
+    root: str | Sequence[str] = "value",
+    out_of_band: list[memoryview] | None = None,
+) -> bytes:
     """Encodes `value` for Elixir; raises `EncodeError` for what cannot be encoded, also when
     the value's own code (a custom encoder, the ``__iter__`` of a list subclass) raises: then
     the original exception is its ``__cause__``.
@@ -112,10 +154,23 @@ def encode(value: Any, root: str | Sequence[str] = "value") -> bytes:
     The error names where the offending object is, as a path from `root` (the name of
     `value`; a sequence of names for the items of a tuple `value`, see
     `encode_errors.locate`), with a hint at the usual fix when there is one.
+
+    With a list as `out_of_band`, large contiguous buffers (`value` itself when it is
+    ``bytes`` or a ``bytearray``, and memoryviews, numpy arrays and other buffer-protocol
+    objects anywhere in it) are not copied into the pickle: their bytes are appended to the
+    list, to be sent after it (see docs/protocol.md).
     """
+    if (
+        out_of_band is not None
+        and type(value) in (bytes, bytearray)
+        and len(value) >= buffers.MIN_SIZE
+    ):
+        out_of_band.append(memoryview(value))
+        return _ONE_BUFFER
     buf = io.BytesIO()
+    callback = None if out_of_band is None else _collector(out_of_band)
     try:
-        _Pickler(buf, protocol=5).dump(value)
+        _Pickler(buf, protocol=5, buffer_callback=callback).dump(value)
     except RecursionError as e:
         raise EncodeError("Cannot serialize a structure that deep or recursive") from e
     except EncodeError as e:
@@ -123,6 +178,20 @@ def encode(value: Any, root: str | Sequence[str] = "value") -> bytes:
     except Exception as e:  # the value's own code raised: still an encode error
         raise _located(e, value, root) from e
     return buf.getvalue()
+
+
+def _collector(out_of_band: list[memoryview]) -> Callable[[pickle.PickleBuffer], bool]:
+    """The pickler's ``buffer_callback``: large buffers go to `out_of_band` (the callback
+    returns False), small ones stay in the pickle."""
+
+    def collect(buffer: pickle.PickleBuffer) -> bool:
+        raw = buffer.raw()
+        if raw.nbytes < buffers.MIN_SIZE or len(out_of_band) >= buffers.MAX_BUFFERS:
+            return True
+        out_of_band.append(raw)
+        return False
+
+    return collect
 
 
 def _located(e: Exception, value: Any, root: str | Sequence[str]) -> EncodeError:

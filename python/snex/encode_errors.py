@@ -155,10 +155,7 @@ def hint(obj: Any) -> str | None:
     t = type(obj)
     if t.__module__ == "numpy":
         if t.__name__ == "ndarray":
-            return (
-                "convert it with .tolist(), or send its bytes with arr.tobytes() (or "
-                "bytes(arr), memoryview(arr))"
-            )
+            return "only arrays of numbers become binaries: convert it with .tolist()"
         if callable(getattr(obj, "item", None)):
             return "convert it to a Python value with .item()"
     return None

@@ -12,9 +12,36 @@ from __future__ import annotations
 import os
 import struct
 from collections import deque
+from typing import Any
 
-#: A frame: ``(kind, id, body)``.
-Frame = tuple[int, int, bytes | bytearray]
+from . import buffers
+from .buffers import Target
+
+
+class OutOfBand:
+    """The body of a frame with out-of-band buffers: the pickle, and what the buffers were read
+    into (`buffers.Target`); `values()` gives the objects for ``pickle.loads(buffers=...)``."""
+
+    __slots__ = ("pickle", "size", "targets")
+
+    def __init__(self, pickle: bytes | bytearray, targets: list[Target], size: int) -> None:
+        """A body of `size` bytes on the wire."""
+        self.pickle = pickle
+        self.targets = targets
+        self.size = size
+
+    def __len__(self) -> int:
+        return self.size
+
+    def values(self) -> list[Any]:
+        """The buffers' objects, in order."""
+        return [target.value() for target in self.targets]
+
+
+#: A frame body: a pickle, or a pickle with out-of-band buffers.
+Body = bytes | bytearray | OutOfBand
+#: A frame: ``(kind, id, body)``; the kind without `buffers.OUT_OF_BAND`.
+Frame = tuple[int, int, Body]
 
 HEADER = struct.Struct(">IBQ")
 _LENGTH = struct.Struct(">I")
@@ -49,7 +76,8 @@ class FrameReader:
         #: True while `read_once` changes the reader's state: a signal handler must not read then.
         self.busy = False
         self._buf = bytearray()
-        self._pending: tuple[int, int, bytearray, int] | None = None
+        #: The frame whose large parts are being read straight into their own buffers.
+        self._pending: _Pending | None = None
 
     def read_once(self) -> bool:
         """One read from the fd; the complete frames go to the queue. False at EOF; raises
@@ -57,7 +85,7 @@ class FrameReader:
         self.busy = True
         try:
             if self._pending is not None:
-                return self._read_large_body()
+                return self._read_pending()
             chunk = os.read(self.fd, self._read_size())
             if not chunk:
                 return False
@@ -103,7 +131,6 @@ class FrameReader:
 
     def _split(self) -> None:
         buf = self._buf
-        queue = self.queue
         size = len(buf)
         pos = 0
         while size - pos >= 4:
@@ -111,35 +138,137 @@ class FrameReader:
             if length < 9:
                 raise ProtocolError(f"bad frame length {length}")
             end = pos + 4 + length
+            if size - pos >= HEADER.size:
+                kind, req_id = _KIND_ID.unpack_from(buf, pos + 4)
+                if kind & buffers.OUT_OF_BAND:
+                    used = self._start_out_of_band(kind, req_id, length, pos)
+                    if used == 0:
+                        break
+                    pos += used
+                    if self._pending is not None:
+                        break
+                    continue
             if end > size:
                 if length >= LARGE_BODY and size - pos >= HEADER.size:
-                    kind, req_id = _KIND_ID.unpack_from(buf, pos + 4)
                     body = bytearray(length - 9)
-                    have = size - pos - HEADER.size
-                    body[:have] = buf[pos + HEADER.size :]
-                    self._pending = (kind, req_id, body, have)
-                    pos = size
+                    self._pending = _Pending(kind, req_id, None, [body], length - 9)
+                    pos += HEADER.size + self._pending.fill(buf, pos + HEADER.size)
                 break
             kind, req_id = _KIND_ID.unpack_from(buf, pos + 4)
-            if kind == self.cancel_kind:
-                self.cancels.add(req_id)
-            queue.append((kind, req_id, bytes(buf[pos + HEADER.size : end])))
+            self._enqueue(kind, req_id, bytes(buf[pos + HEADER.size : end]))
             pos = end
         if pos:
             del buf[:pos]
 
-    def _read_large_body(self) -> bool:
-        assert self._pending is not None
-        kind, req_id, body, have = self._pending
-        n = os.readv(self.fd, [memoryview(body)[have:]])
-        if n == 0:
-            return False
-        have += n
-        if have < len(body):
-            self._pending = (kind, req_id, body, have)
-            return True
-        self._pending = None
+    def _start_out_of_band(self, kind: int, req_id: int, length: int, pos: int) -> int:
+        """Starts reading the frame with buffers at `pos` once its table is in the buffer: its
+        pickle and each buffer get their own object, filled from what was read already and then
+        straight from the fd. Returns how many bytes of the buffer it took (0: table not
+        complete yet)."""
+        buf = self._buf
+        start = pos + HEADER.size
+        if len(buf) - start < 4:
+            return 0
+        (count,) = buffers.COUNT.unpack_from(buf, start)
+        body_len = length - 9
+        table_len = 4 + count * buffers.ENTRY.size
+        if not 0 < count <= buffers.MAX_BUFFERS or table_len >= body_len:
+            raise ProtocolError(f"bad buffer table: {count} buffers in {body_len} bytes")
+        if len(buf) - start < table_len:
+            return 0
+        targets: list[Target] = []
+        left = body_len - table_len
+        for i in range(count):
+            buf_kind, buf_len = buffers.ENTRY.unpack_from(buf, start + 4 + i * buffers.ENTRY.size)
+            if buf_kind > buffers.STR or buf_len >= left:
+                raise ProtocolError("bad buffer table: buffers do not fit the frame")
+            left -= buf_len
+            targets.append(Target(buf_kind, buf_len))
+        kind &= ~buffers.OUT_OF_BAND
+        pending = _Pending(kind, req_id, targets, [bytearray(left)], body_len)
+        self._pending = pending
+        used: int = HEADER.size + table_len + pending.fill(buf, start + table_len)
+        if pending.done():
+            self._pending = None
+            self._enqueue(*pending.frame())
+        return used
+
+    def _enqueue(self, kind: int, req_id: int, body: Body) -> None:
         if kind == self.cancel_kind:
             self.cancels.add(req_id)
         self.queue.append((kind, req_id, body))
+
+    def _read_pending(self) -> bool:
+        pending = self._pending
+        assert pending is not None
+        n = os.readv(self.fd, [pending.rest()])
+        if n == 0:
+            return False
+        pending.advance(n)
+        if pending.done():
+            self._pending = None
+            self._enqueue(*pending.frame())
         return True
+
+
+class _Pending:
+    """A frame being read part by part straight into its parts' own buffers: the body (or the
+    pickle of a frame with buffers), then each out-of-band buffer."""
+
+    __slots__ = ("have", "index", "kind", "parts", "req_id", "size", "targets", "views")
+
+    def __init__(
+        self,
+        kind: int,
+        req_id: int,
+        targets: list[Target] | None,
+        parts: list[bytearray],
+        size: int,
+    ) -> None:
+        self.kind = kind
+        self.req_id = req_id
+        self.targets = targets
+        self.parts = parts
+        self.views = [memoryview(p) for p in parts]
+        if targets is not None:
+            self.views += [t.view for t in targets]
+        self.index = 0
+        self.have = 0
+        self.size = size
+        self._skip_empty()
+
+    def _skip_empty(self) -> None:
+        while self.index < len(self.views) and self.have == len(self.views[self.index]):
+            self.index += 1
+            self.have = 0
+
+    def done(self) -> bool:
+        """True when every part is filled."""
+        return self.index == len(self.views)
+
+    def rest(self) -> memoryview:
+        """The unfilled rest of the current part."""
+        return self.views[self.index][self.have :]
+
+    def advance(self, n: int) -> None:
+        """`n` bytes were read into `rest()`."""
+        self.have += n
+        self._skip_empty()
+
+    def fill(self, data: bytearray, pos: int) -> int:
+        """Fills parts from `data[pos:]`; returns how many bytes it took."""
+        taken = 0
+        while not self.done() and pos + taken < len(data):
+            rest = self.rest()
+            n = min(len(rest), len(data) - pos - taken)
+            rest[:n] = data[pos + taken : pos + taken + n]
+            taken += n
+            self.advance(n)
+        return taken
+
+    def frame(self) -> Frame:
+        """The complete frame."""
+        body = self.parts[0]
+        if self.targets is None:
+            return (self.kind, self.req_id, body)
+        return (self.kind, self.req_id, OutOfBand(body, self.targets, self.size))

@@ -8,12 +8,12 @@ that awaits it.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from . import codec, encoding
 from .encoding import EncodingOpts
-from .runner import CALL, CAST, SEND, link
+from .runner import CALL, CAST, SEND, Link, link
 from .types import Atom, Term
 
 Name = str | Atom
@@ -52,19 +52,25 @@ def _target(to: Any) -> Any:
     )
 
 
+def _write(conn: Link, kind: int, req_id: int, value: Any, root: Sequence[str]) -> None:
+    """Encodes `value` and writes it as a frame, large buffers out of band if `conn` takes
+    them."""
+    out_of_band: list[memoryview] | None = [] if conn.takes_buffers else None
+    body = codec.encode(value, root=root, out_of_band=out_of_band)
+    conn.write_frame(kind, req_id, body, out_of_band or ())
+
+
 def send_now(to: Any, data: Any) -> None:
     """``send(to, data)`` on the BEAM, without awaiting (usable from synchronous code)."""
-    link().write_frame(SEND, 0, codec.encode((_target(to), data), root=("to", "data")))
+    _write(link(), SEND, 0, (_target(to), data), ("to", "data"))
 
 
 def cast_now(
     module: Name, function: Name, args: Iterable[Any], node: Name | Term | None = None
 ) -> None:
     """``apply(module, function, args)`` in a new BEAM process, without awaiting."""
-    body = codec.encode(
-        (_atom(module), _atom(function), list(args), _node(node)), root=_CALL_NAMES[:4]
-    )
-    link().write_frame(CAST, 0, body)
+    value = (_atom(module), _atom(function), list(args), _node(node))
+    _write(link(), CAST, 0, value, _CALL_NAMES[:4])
 
 
 async def send(to: Any, data: Any) -> None:
@@ -97,12 +103,12 @@ async def call(
     conn = link()
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Any] = loop.create_future()
-    body = codec.encode(
-        (_atom(module), _atom(function), list(args), _node(node), opts), root=_CALL_NAMES
-    )
+    value = (_atom(module), _atom(function), list(args), _node(node), opts)
+    out_of_band: list[memoryview] | None = [] if conn.takes_buffers else None
+    body = codec.encode(value, root=_CALL_NAMES, out_of_band=out_of_band)
     call_id = conn.register_call(fut, loop)
     try:
-        conn.write_frame(CALL, call_id, body)
+        conn.write_frame(CALL, call_id, body, out_of_band or ())
         return await fut
     finally:
         conn.forget_call(call_id)

@@ -16,14 +16,14 @@ import os
 import select
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from types import CodeType
 from typing import Any, NoReturn, Protocol
 
-from . import capture, codec, direct, eager, interrupt, streams
+from . import buffers, capture, codec, direct, eager, interrupt, streams
 from .code import RETURN_NAME, SnexReturn, compile_code
 from .errors import describe_exception, exception_text, format_exception
-from .frames import HEADER, MAX_BODY, FrameReader, ProtocolError
+from .frames import HEADER, MAX_BODY, Body, FrameReader, ProtocolError
 from .types import Atom, ElixirError, EncodeError
 
 EVAL, MAKE_ENV, DESTROY_ENV, CANCEL, CALL_RESULT, CALL_FN = 1, 2, 3, 4, 5, 6
@@ -60,8 +60,12 @@ class Link(Protocol):
     process's link through it (``snex.workers``)."""
 
     pid: int
+    #: Whether `write_frame` takes out-of-band buffers.
+    takes_buffers: bool
 
-    def write_frame(self, kind: int, req_id: int, body: bytes = b"") -> None: ...
+    def write_frame(
+        self, kind: int, req_id: int, body: bytes = b"", out_of_band: Sequence[memoryview] = ()
+    ) -> None: ...
 
     def register_call(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> int: ...
 
@@ -128,6 +132,7 @@ class Connection:
         self.read_fd = read_fd
         self.write_fd = write_fd
         self.pid = os.getpid()
+        self.takes_buffers = True
         self.eager = _EAGER
         self._write_lock = threading.Lock()
         self.reader = FrameReader(read_fd, read_limit, CANCEL)
@@ -172,16 +177,28 @@ class Connection:
 
     # -- writing -----------------------------------------------------------------------
 
-    def write_frame(self, kind: int, req_id: int, body: bytes = b"") -> None:
-        """Writes one frame; safe from any thread. Raises `EncodeError` for a body too large
-        for a frame. A frame that cannot be written ends the interpreter (exit status
-        `EXIT_WRITE_FAILED`): the transport is gone, or holds part of a frame."""
-        if len(body) > MAX_BODY:
-            raise EncodeError(
-                f"Cannot send {len(body)} bytes to Elixir: a frame carries at most {MAX_BODY}"
+    def write_frame(
+        self, kind: int, req_id: int, body: bytes = b"", out_of_band: Sequence[memoryview] = ()
+    ) -> None:
+        """Writes one frame, with the out-of-band buffers of its pickle after it; safe from
+        any thread. Raises `EncodeError` for a body too large for a frame. A frame that cannot
+        be written ends the interpreter (exit status `EXIT_WRITE_FAILED`): the transport is
+        gone, or holds part of a frame."""
+        size = len(body)
+        if out_of_band:
+            table = buffers.COUNT.pack(len(out_of_band)) + b"".join(
+                buffers.ENTRY.pack(buffers.BYTES, b.nbytes) for b in out_of_band
             )
-        header = HEADER.pack(9 + len(body), kind, req_id)
-        parts = [header + body] if len(body) < 65536 else [header, body]
+            size += len(table) + sum(b.nbytes for b in out_of_band)
+            kind |= buffers.OUT_OF_BAND
+            body = table + body
+        if size > MAX_BODY:
+            raise EncodeError(
+                f"Cannot send {size} bytes to Elixir: a frame carries at most {MAX_BODY}"
+            )
+        header = HEADER.pack(9 + size, kind, req_id)
+        parts: list[bytes | memoryview] = [header + body] if len(body) < 65536 else [header, body]
+        parts += out_of_band
         with self._write_lock:
             try:
                 _write_all(self.write_fd, parts)
@@ -202,14 +219,16 @@ class Connection:
     def reply_ok(self, req_id: int, value: Any) -> None:
         """Sends a value, or an encode error if it cannot be encoded; raises nothing but the
         ``CancelledError`` of a request cancelled meanwhile."""
+        out_of_band: list[memoryview] = []
         try:
-            body = codec.encode(value, root="result")
-            if len(body) > MAX_BODY:
-                raise EncodeError(f"Cannot send a value of {len(body)} bytes: at most {MAX_BODY}")
+            body = codec.encode(value, root="result", out_of_band=out_of_band)
+            size = len(body) + sum(b.nbytes for b in out_of_band)
+            if size > MAX_BODY:
+                raise EncodeError(f"Cannot send a value of {size} bytes: at most {MAX_BODY}")
         except BaseException as e:  # noqa: BLE001 - whatever encoding raises is this reply's error
             self.reply_error(req_id, "encode_error", *_encode_failure(e))
             return
-        self.write_frame(REPLY_OK, req_id, body)
+        self.write_frame(REPLY_OK, req_id, body, out_of_band)
 
     def send_output(self, req_id: int, stream: str, text: str) -> None:
         """Sends what request `req_id` printed on `stream` to its caller (``capture_output``)."""
@@ -363,7 +382,7 @@ class Connection:
 
     # -- requests ----------------------------------------------------------------------
 
-    def _dispatch(self, kind: int, req_id: int, body: bytes | bytearray) -> None:
+    def _dispatch(self, kind: int, req_id: int, body: Body) -> None:
         if kind == EVAL:
             self._eval(req_id, body)
         elif kind == MAKE_ENV:
@@ -400,7 +419,7 @@ class Connection:
             return dict(self.envs[ROOT_ENV])
         return self.envs.get(env_id)
 
-    def _eval(self, req_id: int, body: bytes | bytearray) -> None:
+    def _eval(self, req_id: int, body: Body) -> None:
         try:
             env_id, src, file, line, variables, capture_output = codec.decode(body)
         except BaseException as e:  # noqa: BLE001 - any decode failure is that request's error
@@ -497,7 +516,7 @@ class Connection:
         finally:
             self.tasks.pop(req_id, None)
 
-    def _call_fn(self, req_id: int, body: bytes | bytearray) -> None:
+    def _call_fn(self, req_id: int, body: Body) -> None:
         """``Snex.call``: calls a module's function by name, with no code to compile; awaits its
         result in a task only if it is awaitable."""
         try:
@@ -519,7 +538,7 @@ class Connection:
         reason = f"cannot build the Python values: {exception_text(exc)}"
         self.reply_error(req_id, "encode_error", reason, None)
 
-    def _make_env(self, req_id: int, body: bytes | bytearray) -> None:
+    def _make_env(self, req_id: int, body: Body) -> None:
         try:
             new_id, sources, variables = codec.decode(body)
         except BaseException as e:  # noqa: BLE001 - any decode failure is that request's error
@@ -560,7 +579,7 @@ class Connection:
         """Drops a call whose caller is gone."""
         self.calls.forget(call_id)
 
-    def _call_result(self, call_id: int, body: bytes | bytearray) -> None:
+    def _call_result(self, call_id: int, body: Body) -> None:
         try:
             ok, value = codec.decode(body)
             outcome: tuple[bool, Any] = (bool(ok), value)
@@ -608,11 +627,11 @@ def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         fut.set_exception(ElixirError(value))
 
 
-def _write_all(fd: int, parts: list[bytes]) -> None:
+def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
     views = [memoryview(p) for p in parts]
     while views:
         try:
-            n = os.writev(fd, views)
+            n = os.writev(fd, views[:_IOV_MAX])
         except BlockingIOError:  # someone made the fd non-blocking: wait until writable
             select.select((), (fd,), ())
             continue
@@ -621,6 +640,10 @@ def _write_all(fd: int, parts: list[bytes]) -> None:
             views.pop(0)
         if views and n:
             views[0] = views[0][n:]
+
+
+#: At most this many slices per ``writev`` (the system's limit is at least 1024).
+_IOV_MAX = 512
 
 
 def _write_failed(exc: BaseException) -> NoReturn:

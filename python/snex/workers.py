@@ -30,7 +30,7 @@ import os
 import struct
 import tempfile
 import threading
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 from . import codec, runner
@@ -81,6 +81,7 @@ class StreamLink:
     def __init__(self, writer: asyncio.StreamWriter, loop: asyncio.AbstractEventLoop) -> None:
         """Writes frames to `writer`, on `loop` (the loop that serves the connection)."""
         self.pid = os.getpid()
+        self.takes_buffers = False
         self.calls = runner.CallTable()
         self._writer = writer
         self._loop = loop
@@ -88,8 +89,13 @@ class StreamLink:
         self._pending: set[int] = set()
         self._closed = False
 
-    def write_frame(self, kind: int, req_id: int, body: bytes = b"") -> None:
-        """Writes one frame; safe from any thread (other threads hand it to the loop)."""
+    def write_frame(
+        self, kind: int, req_id: int, body: bytes = b"", out_of_band: Sequence[memoryview] = ()
+    ) -> None:
+        """Writes one frame; safe from any thread (other threads hand it to the loop). The
+        frames of a worker carry no out-of-band buffers (`takes_buffers` is false)."""
+        if out_of_band:
+            raise ValueError("a worker's frames carry no out-of-band buffers")
         if self._closed:
             raise RuntimeError(_CLOSED)
         data = _HEADER.pack(9 + len(body), kind, req_id) + body

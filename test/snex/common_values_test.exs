@@ -142,14 +142,21 @@ defmodule Snex.CommonValuesTest do
                )
     end
 
-    test "arrays and other numpy values hint at the fix", %{numpy: numpy} do
+    test "arrays of numbers are their bytes", %{numpy: numpy} do
+      assert {:ok, %{"rows" => [<<0, 1, 2>>, <<1.5::float-little, 2.5::float-little>>]}} =
+               Snex.pyeval(
+                 numpy,
+                 "return {'rows': [np.arange(3, dtype=np.uint8), np.array([1.5, 2.5])]}"
+               )
+    end
+
+    test "other arrays and numpy values hint at the fix", %{numpy: numpy} do
       assert {:error, %Error{code: :encode_error, reason: reason}} =
-               Snex.pyeval(numpy, "return {'rows': [np.arange(3)]}")
+               Snex.pyeval(numpy, "return {'rows': [np.array([1, None])]}")
 
       assert reason ==
-               "Cannot serialize object of numpy.ndarray at result['rows'][0]: convert it " <>
-                 "with .tolist(), or send its bytes with arr.tobytes() (or bytes(arr), " <>
-                 "memoryview(arr))"
+               "Cannot serialize object of numpy.ndarray at result['rows'][0]: only arrays " <>
+                 "of numbers become binaries: convert it with .tolist()"
 
       assert {:ok, [[0, 1, 2], <<0, 1>>]} =
                Snex.pyeval(

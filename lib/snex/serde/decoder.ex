@@ -10,8 +10,11 @@ defmodule Snex.Serde.Decoder do
 
   @default_max_atom_table_use 0.9
 
+  @typedoc "A body: the pickle, or the pickle and its out-of-band buffers."
+  @type body :: binary() | {binary(), [binary()]}
+
   @doc "Decodes `body`: `{:ok, term}` or `{:error, message}`."
-  @spec decode(binary()) :: {:ok, term()} | {:error, String.t()}
+  @spec decode(body()) :: {:ok, term()} | {:error, String.t()}
   def decode(body) do
     case native(body, nil) do
       :new_atoms ->

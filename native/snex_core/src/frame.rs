@@ -10,6 +10,10 @@
 //!
 //! `length` counts everything after itself, so it is at least 9. This module only deals with
 //! the envelope: which kinds are valid in which direction is the caller's business.
+//!
+//! A kind with the [`OUT_OF_BAND`] bit set carries out-of-band buffers: its body is a table
+//! (`count: u32 BE`, then per buffer `kind: u8` and `len: u64 BE`), the pickle, then the
+//! buffers' bytes in order. The reader reads each buffer into a buffer of its own.
 
 use std::fmt;
 use std::io::{self, BufRead, BufReader, Read, Write};
@@ -32,6 +36,42 @@ const PICKLE_PROTO: u8 = 0x80;
 /// Most body bytes requested from the stream at a time, so that a header claiming a huge
 /// length cannot make the reader allocate more than about what actually arrived.
 const READ_CHUNK: usize = 1024 * 1024;
+
+/// Set in a frame's kind when its body carries out-of-band buffers (see the module doc).
+pub const OUT_OF_BAND: u8 = 0x40;
+
+/// The most out-of-band buffers a frame may carry.
+pub const MAX_BUFFERS: usize = 1 << 16;
+
+/// Bytes of one entry of the buffer table: kind (1) and length (8).
+const BUFFER_ENTRY_LEN: usize = 9;
+
+/// What an out-of-band buffer becomes in Python (the `kind` of its table entry). Python sends
+/// only [`buffer_kind::BYTES`]; the NIF makes every buffer a binary.
+pub mod buffer_kind {
+    /// A `bytearray`.
+    pub const BYTEARRAY: u8 = 0;
+    /// `bytes`.
+    pub const BYTES: u8 = 1;
+    /// A `str` (the bytes are UTF-8).
+    pub const STR: u8 = 2;
+}
+
+/// The table that starts the body of a frame whose buffers are `buffers` (kind and length
+/// of each).
+pub fn encode_buffer_table(buffers: impl ExactSizeIterator<Item = (u8, usize)>) -> Vec<u8> {
+    let mut table = Vec::with_capacity(4 + BUFFER_ENTRY_LEN * buffers.len());
+    table.extend_from_slice(
+        &u32::try_from(buffers.len())
+            .unwrap_or(u32::MAX)
+            .to_be_bytes(),
+    );
+    for (kind, len) in buffers {
+        table.push(kind);
+        table.extend_from_slice(&(len as u64).to_be_bytes());
+    }
+    table
+}
 
 /// Frame kinds. Kinds below 128 go from Elixir to Python, the others from Python to Elixir.
 pub mod kind {
@@ -72,8 +112,12 @@ pub struct FrameOf<B> {
     pub kind: u8,
     /// Request, call or environment id, depending on the kind.
     pub id: u64,
-    /// The body, usually a pickle; empty for kinds without a body.
+    /// The body, usually a pickle; empty for kinds without a body. For a frame with
+    /// out-of-band buffers, only the pickle.
     pub body: B,
+    /// The out-of-band buffers, in order (empty unless the kind had [`OUT_OF_BAND`], which
+    /// is cleared in `kind`).
+    pub buffers: Vec<B>,
 }
 
 /// A frame whose body was read into a `Vec`.
@@ -120,6 +164,8 @@ pub enum FrameError {
     /// The body begins with this byte instead of the pickle `PROTO` opcode (checked before the
     /// rest of the body is read).
     NotPickle(u8),
+    /// The table of out-of-band buffers does not fit the frame.
+    BadBufferTable(String),
 }
 
 impl fmt::Display for FrameError {
@@ -143,6 +189,7 @@ impl fmt::Display for FrameError {
                 "frame body begins with byte {b:#04x}, not a pickle: the header was not a \
                  frame's (a stray write into the pipe?)"
             ),
+            FrameError::BadBufferTable(why) => write!(f, "bad out-of-band buffer table: {why}"),
         }
     }
 }
@@ -254,21 +301,71 @@ impl<R: Read> FrameReader<R> {
         if !self.read_header(&mut header)? {
             return Ok(None);
         }
-        let (length, kind, id) = parse_header(&header);
+        let (length, wire_kind, id) = parse_header(&header);
+        let kind = wire_kind & !OUT_OF_BAND;
+        let out_of_band = wire_kind & OUT_OF_BAND != 0;
         if !accept(kind) {
-            return Err(FrameError::UnexpectedKind(kind));
+            return Err(FrameError::UnexpectedKind(wire_kind));
         }
         let body_len = (length as usize)
             .checked_sub(LENGTH_OVERHEAD)
             .ok_or(FrameError::BadLength(length))?;
-        if pickle_bodies && body_len > 0 {
+        let (pickle_len, buffer_lens) = if out_of_band {
+            self.read_buffer_table(body_len)?
+        } else {
+            (body_len, Vec::new())
+        };
+        if pickle_bodies && pickle_len > 0 {
             let first = self.peek_byte()?;
             if first != PICKLE_PROTO {
                 return Err(FrameError::NotPickle(first));
             }
         }
-        let body = self.read_body(body_len)?;
-        Ok(Some(FrameOf { kind, id, body }))
+        let body = self.read_body(pickle_len)?;
+        let mut buffers = Vec::with_capacity(buffer_lens.len());
+        for len in buffer_lens {
+            buffers.push(self.read_body(len)?);
+        }
+        Ok(Some(FrameOf {
+            kind,
+            id,
+            body,
+            buffers,
+        }))
+    }
+
+    /// Reads the buffer table at the start of a body of `body_len` bytes: the length of the
+    /// pickle and of each buffer, checked to add up to the body.
+    fn read_buffer_table(&mut self, body_len: usize) -> Result<(usize, Vec<usize>), FrameError> {
+        let bad = |why: String| Err(FrameError::BadBufferTable(why));
+        let mut count = [0u8; 4];
+        self.inner.read_exact(&mut count)?;
+        let count = u32::from_be_bytes(count) as usize;
+        if count == 0 || count > MAX_BUFFERS {
+            return bad(format!("{count} buffers (1 to {MAX_BUFFERS} allowed)"));
+        }
+        let mut left = body_len.checked_sub(4 + count * BUFFER_ENTRY_LEN).ok_or(
+            FrameError::BadBufferTable(format!("{count} buffers in a body of {body_len} bytes")),
+        )?;
+        let mut lens = Vec::with_capacity(count);
+        for _ in 0..count {
+            let mut entry = [0u8; BUFFER_ENTRY_LEN];
+            self.inner.read_exact(&mut entry)?;
+            let [kind, l0, l1, l2, l3, l4, l5, l6, l7] = entry;
+            if kind > buffer_kind::STR {
+                return bad(format!("unknown buffer kind {kind}"));
+            }
+            let len = u64::from_be_bytes([l0, l1, l2, l3, l4, l5, l6, l7]);
+            match usize::try_from(len).ok().and_then(|n| left.checked_sub(n)) {
+                Some(rest) => left = rest,
+                None => return bad(format!("buffers longer than the body of {body_len} bytes")),
+            }
+            lens.push(len as usize);
+        }
+        if left == 0 {
+            return bad("no pickle before the buffers".to_string());
+        }
+        Ok((left, lens))
     }
 
     /// The next byte of the stream, left in the buffer.

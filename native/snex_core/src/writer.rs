@@ -48,7 +48,7 @@ use nix::fcntl::{fcntl, FcntlArg, OFlag};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::frame;
-use crate::pickle::PickleOutput;
+use crate::pickle::{ExternalKind, PickleOutput};
 
 /// How many queued frames are gathered into one `writev` at most.
 const MAX_BATCH: usize = 64;
@@ -63,10 +63,29 @@ const IOV_MAX: usize = 1024;
 /// Busy limits: `(low, high)` watermarks in bytes, or `None` for no limit.
 pub type Limits = Option<(usize, usize)>;
 
+/// Bytes a frame refers to instead of copying them (in the NIF, a BEAM binary kept alive
+/// until the frame is written).
+pub struct SharedBytes(Box<dyn AsRef<[u8]> + Send>);
+
+impl SharedBytes {
+    /// Wraps `bytes`.
+    pub fn new(bytes: impl AsRef<[u8]> + Send + 'static) -> Self {
+        SharedBytes(Box::new(bytes))
+    }
+}
+
+impl AsRef<[u8]> for SharedBytes {
+    fn as_ref(&self) -> &[u8] {
+        (*self.0).as_ref()
+    }
+}
+
 /// One frame to write.
 pub struct Outgoing {
     header: [u8; frame::HEADER_LEN],
-    body: Option<PickleOutput<Vec<u8>>>,
+    /// The buffer table, for a frame with out-of-band buffers (else empty).
+    table: Vec<u8>,
+    body: Option<PickleOutput<SharedBytes>>,
     len: usize,
     /// Runs once the frame is done with: completely written, or dropped by a closed writer.
     after: Option<AfterWritten>,
@@ -76,14 +95,48 @@ pub struct Outgoing {
 pub type AfterWritten = Box<dyn FnOnce() + Send>;
 
 impl Outgoing {
-    /// A frame with a pickle body. Fails if the body does not fit in a frame.
-    pub fn new(kind: u8, id: u64, body: PickleOutput<Vec<u8>>) -> Result<Self, String> {
-        let len = body.len();
-        let header = frame::encode_header(kind, id, len).map_err(|e| e.to_string())?;
+    /// A frame with a pickle body, and the out-of-band buffers of the pickle after it (see
+    /// [`frame::OUT_OF_BAND`]). Fails if the body does not fit in a frame.
+    pub fn new<E: AsRef<[u8]> + Send + 'static>(
+        kind: u8,
+        id: u64,
+        body: PickleOutput<E>,
+    ) -> Result<Self, String> {
+        let body = PickleOutput {
+            buf: body.buf,
+            externals: share(body.externals),
+            buffers: share(body.buffers),
+        };
+        if body.buffers.len() > frame::MAX_BUFFERS {
+            return Err(format!(
+                "a frame carries at most {} out-of-band buffers",
+                frame::MAX_BUFFERS
+            ));
+        }
+        let (wire_kind, table) = if body.buffers.is_empty() {
+            (kind, Vec::new())
+        } else {
+            let entries = body
+                .buffers
+                .iter()
+                .map(|(k, b)| (wire_kind_of(*k), b.as_ref().len()));
+            (
+                kind | frame::OUT_OF_BAND,
+                frame::encode_buffer_table(entries),
+            )
+        };
+        let len = body
+            .buffers
+            .iter()
+            .fold(table.len().saturating_add(body.len()), |n, (_, b)| {
+                n.saturating_add(b.as_ref().len())
+            });
+        let header = frame::encode_header(wire_kind, id, len).map_err(|e| e.to_string())?;
         Ok(Outgoing {
             header,
+            table,
             body: Some(body),
-            len: len + frame::HEADER_LEN,
+            len: len.saturating_add(frame::HEADER_LEN),
             after: None,
         })
     }
@@ -92,6 +145,7 @@ impl Outgoing {
     pub fn empty(kind: u8, id: u64) -> Self {
         Outgoing {
             header: frame::encode_header(kind, id, 0).unwrap_or([0; frame::HEADER_LEN]),
+            table: Vec::new(),
             body: None,
             len: frame::HEADER_LEN,
             after: None,
@@ -117,9 +171,32 @@ impl Outgoing {
 
     fn push_slices<'a>(&'a self, slices: &mut Vec<IoSlice<'a>>) {
         slices.push(IoSlice::new(&self.header));
+        if !self.table.is_empty() {
+            slices.push(IoSlice::new(&self.table));
+        }
         if let Some(body) = &self.body {
             slices.extend(body.io_slices());
+            for (_, buffer) in &body.buffers {
+                if !buffer.as_ref().is_empty() {
+                    slices.push(IoSlice::new(buffer.as_ref()));
+                }
+            }
         }
+    }
+}
+
+fn share<K, E: AsRef<[u8]> + Send + 'static>(items: Vec<(K, E)>) -> Vec<(K, SharedBytes)> {
+    items
+        .into_iter()
+        .map(|(k, e)| (k, SharedBytes::new(e)))
+        .collect()
+}
+
+fn wire_kind_of(kind: ExternalKind) -> u8 {
+    match kind {
+        ExternalKind::ByteArray => frame::buffer_kind::BYTEARRAY,
+        ExternalKind::Bytes => frame::buffer_kind::BYTES,
+        ExternalKind::Str => frame::buffer_kind::STR,
     }
 }
 

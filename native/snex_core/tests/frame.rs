@@ -5,7 +5,8 @@ mod wire_support;
 use std::io::{self, Read};
 
 use snex_core::frame::{
-    encode_header, kind, write_frame, Frame, FrameError, FrameReader, HEADER_LEN,
+    buffer_kind, encode_buffer_table, encode_header, kind, write_frame, Frame, FrameError,
+    FrameReader, HEADER_LEN, OUT_OF_BAND,
 };
 use wire_support::{largest_alloc, Rng};
 
@@ -48,21 +49,25 @@ fn frames() -> Vec<Frame> {
             kind: kind::REPLY_OK,
             id: 1,
             body: b"\x80\x05N.".to_vec(),
+            buffers: vec![],
         },
         Frame {
             kind: kind::CANCEL,
             id: u64::MAX,
             body: vec![],
+            buffers: vec![],
         },
         Frame {
             kind: kind::CALL,
             id: 0x0102_0304_0506_0708,
             body: (0..200_000u32).map(|i| i as u8).collect(),
+            buffers: vec![],
         },
         Frame {
             kind: kind::SEND,
             id: 0,
             body: vec![7; 3 * 1024 * 1024 + 5],
+            buffers: vec![],
         },
     ]
 }
@@ -170,6 +175,7 @@ fn a_large_frame_grows_its_buffer_as_data_arrives() {
         kind: kind::REPLY_OK,
         id: 3,
         body: body.clone(),
+        buffers: vec![],
     }]);
     let (frame, largest) = largest_alloc(|| FrameReader::new(&data[..]).read_frame());
     assert_eq!(frame.unwrap().unwrap().body, body);
@@ -244,4 +250,92 @@ fn a_stray_header_is_found_before_its_body_is_read() {
     assert_eq!(reader.read_frame().unwrap().unwrap(), frames()[0]);
     assert_eq!(reader.read_frame().unwrap().unwrap(), frames()[1]);
     assert_eq!(reader.read_frame().unwrap().unwrap(), frames()[2]);
+}
+
+/// The bytes of a frame with out-of-band buffers (see `docs/protocol.md`).
+fn out_of_band_frame(kind: u8, id: u64, pickle: &[u8], buffers: &[(u8, Vec<u8>)]) -> Vec<u8> {
+    let table = encode_buffer_table(buffers.iter().map(|(k, b)| (*k, b.len())));
+    let len = table.len() + pickle.len() + buffers.iter().map(|(_, b)| b.len()).sum::<usize>();
+    let mut out = encode_header(kind | OUT_OF_BAND, id, len).unwrap().to_vec();
+    out.extend_from_slice(&table);
+    out.extend_from_slice(pickle);
+    for (_, b) in buffers {
+        out.extend_from_slice(b);
+    }
+    out
+}
+
+#[test]
+fn a_frame_with_buffers_gives_the_pickle_and_each_buffer_apart() {
+    let pickle = b"\x80\x05(\x97\x97\x98l.".to_vec();
+    let buffers = vec![
+        (buffer_kind::BYTES, vec![1u8; 100_000]),
+        (buffer_kind::BYTES, vec![]),
+        (
+            buffer_kind::BYTES,
+            (0..3_000_000u32).map(|i| i as u8).collect(),
+        ),
+    ];
+    let mut data = out_of_band_frame(kind::REPLY_OK, 7, &pickle, &buffers);
+    data.extend(stream(&frames()[..1]));
+    let reader = Trickle {
+        data: data.clone(),
+        pos: 0,
+        rng: Rng::new(5),
+    };
+    {
+        let mut reader = FrameReader::new(&data[..]);
+        let f = reader
+            .read_frame_of(|k| k == kind::REPLY_OK)
+            .unwrap()
+            .unwrap();
+        assert_eq!((f.kind, f.id, &f.body), (kind::REPLY_OK, 7, &pickle));
+        let expected: Vec<Vec<u8>> = buffers.iter().map(|(_, b)| b.clone()).collect();
+        assert_eq!(f.buffers, expected);
+        assert_eq!(reader.read_frame().unwrap().unwrap(), frames()[0]);
+    }
+    let frames = read_all(FrameReader::new(reader)).unwrap();
+    assert_eq!(frames[0].buffers.len(), 3);
+    assert_eq!(frames[0].buffers[2], buffers[2].1);
+}
+
+#[test]
+fn bad_buffer_tables_are_refused() {
+    let pickle = b"\x80\x05\x97.";
+    let good = out_of_band_frame(kind::REPLY_OK, 1, pickle, &[(1, vec![9; 10])]);
+    let read = |data: &[u8]| FrameReader::new(data).read_frame_of(|_| true);
+    assert!(read(&good).is_ok());
+
+    let table_at = HEADER_LEN;
+    let mut cases: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut zero = good.clone();
+    zero[table_at..table_at + 4].copy_from_slice(&0u32.to_be_bytes());
+    cases.push(("no buffers", zero));
+    let mut many = good.clone();
+    many[table_at..table_at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
+    cases.push(("too many buffers", many));
+    let mut kind_byte = good.clone();
+    kind_byte[table_at + 4] = 3;
+    cases.push(("unknown kind", kind_byte));
+    let mut long = good.clone();
+    long[table_at + 5..table_at + 13].copy_from_slice(&(1u64 << 40).to_be_bytes());
+    cases.push(("buffer longer than the frame", long));
+    let mut no_pickle = good.clone();
+    no_pickle[table_at + 5..table_at + 13]
+        .copy_from_slice(&((10 + pickle.len()) as u64).to_be_bytes());
+    cases.push(("no room for the pickle", no_pickle));
+    for (what, data) in cases {
+        assert!(
+            matches!(read(&data), Err(FrameError::BadBufferTable(_))),
+            "{what}: {:?}",
+            read(&data)
+        );
+    }
+    // The pickle after the table is still checked to be one.
+    let mut not_pickle = good.clone();
+    not_pickle[table_at + 13] = b'x';
+    assert!(matches!(
+        read(&not_pickle),
+        Err(FrameError::NotPickle(b'x'))
+    ));
 }

@@ -38,7 +38,8 @@ fn frame(id: u64, len: usize) -> Outgoing {
         id,
         PickleOutput {
             buf: body,
-            externals: vec![],
+            externals: Vec::<(usize, Vec<u8>)>::new(),
+            buffers: vec![],
         },
     )
     .unwrap();
@@ -438,4 +439,43 @@ fn a_partial_rest_counts_for_the_port_limit() {
     let f = reader.read_frame().unwrap().unwrap();
     assert_eq!(f.id, 2);
     check(&f);
+}
+
+#[test]
+fn out_of_band_buffers_are_written_after_the_pickle_and_counted_in_the_frame() {
+    use snex_core::pickle::{ExternalKind, PickleWriter};
+    let (r, w) = pipe();
+    let writer = start(w);
+    let read = thread::spawn(move || {
+        let mut reader = FrameReader::new(r);
+        let mut frames = Vec::new();
+        while let Some(f) = reader.read_frame().unwrap() {
+            frames.push(f);
+        }
+        frames
+    });
+    let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
+    let mut p = PickleWriter::<Vec<u8>>::default();
+    p.begin_list(2);
+    p.out_of_band(ExternalKind::Bytes, big.clone()).unwrap();
+    p.out_of_band(ExternalKind::Str, b"abc".repeat(30_000))
+        .unwrap();
+    p.end_list(2);
+    assert!(p.out_of_band(ExternalKind::Str, vec![0xff]).is_err());
+    let out = p.finish();
+    let pickle = out.buf.clone();
+    let frame = Outgoing::new(kind::EVAL, 9, out).unwrap();
+    assert_eq!(
+        frame.len(),
+        HEADER_LEN + 4 + 2 * 9 + pickle.len() + big.len() + 90_000
+    );
+    assert!(writer.send(frame));
+    assert!(writer.send(Outgoing::new(kind::EVAL, 10, PickleWriter::new().finish()).unwrap()));
+    drained(&writer);
+    drop(writer);
+    let frames = read.join().unwrap();
+    assert_eq!((frames[0].kind, frames[0].id), (kind::EVAL, 9));
+    assert_eq!(frames[0].body, pickle);
+    assert_eq!(frames[0].buffers, vec![big, b"abc".repeat(30_000)]);
+    assert!(frames[1].buffers.is_empty());
 }

@@ -97,22 +97,44 @@ const NORMAL_DECODE_MAX: usize = 4 * 1024;
 /// `{:error, message}`, `:new_atoms` when it names atoms that do not exist and `new_atoms` is
 /// `nil`, or `:dirty` when it is too large for a normal scheduler (then call
 /// [`decode_body_dirty`]). With `new_atoms` an integer, at most that many atoms are created.
+/// `body` is the pickle (a binary), or `{pickle, buffers}` for a body with out-of-band buffers
+/// (a list of binaries).
 #[rustler::nif]
-fn decode_body<'a>(env: Env<'a>, body: Binary<'a>, new_atoms: Option<usize>) -> Term<'a> {
-    if body.len() > NORMAL_DECODE_MAX {
-        return atoms::dirty().encode(env);
+fn decode_body<'a>(env: Env<'a>, body: Term<'a>, new_atoms: Option<usize>) -> NifResult<Term<'a>> {
+    let (pickle, buffers) = split_body(body)?;
+    if pickle.len() > NORMAL_DECODE_MAX {
+        return Ok(atoms::dirty().encode(env));
     }
-    decode_with(env, body, new_atoms)
+    Ok(decode_with(env, pickle, buffers, new_atoms))
 }
 
 /// [`decode_body`] on a dirty CPU scheduler, for bodies of any size.
 #[rustler::nif(schedule = "DirtyCpu")]
-fn decode_body_dirty<'a>(env: Env<'a>, body: Binary<'a>, new_atoms: Option<usize>) -> Term<'a> {
-    decode_with(env, body, new_atoms)
+fn decode_body_dirty<'a>(
+    env: Env<'a>,
+    body: Term<'a>,
+    new_atoms: Option<usize>,
+) -> NifResult<Term<'a>> {
+    let (pickle, buffers) = split_body(body)?;
+    Ok(decode_with(env, pickle, buffers, new_atoms))
 }
 
-fn decode_with<'a>(env: Env<'a>, body: Binary<'a>, new_atoms: Option<usize>) -> Term<'a> {
-    match crate::codec::decode::decode(env, body, new_atoms) {
+/// The pickle and the out-of-band buffers of a body (see [`decode_body`]).
+fn split_body(body: Term) -> NifResult<(Binary, Vec<Term>)> {
+    if let Ok(pickle) = body.decode::<Binary>() {
+        return Ok((pickle, Vec::new()));
+    }
+    let (pickle, buffers): (Binary, Vec<Term>) = body.decode()?;
+    Ok((pickle, buffers))
+}
+
+fn decode_with<'a>(
+    env: Env<'a>,
+    body: Binary<'a>,
+    buffers: Vec<Term<'a>>,
+    new_atoms: Option<usize>,
+) -> Term<'a> {
+    match crate::codec::decode::decode(env, body, buffers, new_atoms) {
         Ok(Decoded::Value(term)) => (atoms::ok(), term).encode(env),
         Ok(Decoded::NeedsNewAtoms) => atoms::new_atoms().encode(env),
         Err(e) => (atoms::error(), e.to_string()).encode(env),

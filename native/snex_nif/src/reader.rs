@@ -40,6 +40,36 @@ impl BodyBuffer for BinaryBody {
 
 type Frame = FrameOf<BinaryBody>;
 
+/// A frame's body as the receiver gets it: the pickle binary, or `{pickle, buffers}` when it
+/// came with out-of-band buffers (each read into a binary of its own, see
+/// `Snex.Native.decode_body/2`).
+struct Body {
+    pickle: OwnedBinary,
+    buffers: Vec<OwnedBinary>,
+}
+
+impl Body {
+    fn of(frame: Frame) -> Body {
+        Body {
+            pickle: frame.body.0,
+            buffers: frame.buffers.into_iter().map(|b| b.0).collect(),
+        }
+    }
+
+    fn into_term(self, env: Env<'_>) -> Term<'_> {
+        let pickle = self.pickle.release(env).encode(env);
+        if self.buffers.is_empty() {
+            return pickle;
+        }
+        let buffers: Vec<Term> = self
+            .buffers
+            .into_iter()
+            .map(|b| b.release(env).encode(env))
+            .collect();
+        (pickle, buffers).encode(env)
+    }
+}
+
 fn read_loop(interp: &Interpreter, pipe: File) {
     let mut reader = FrameReader::new(pipe);
     let mut request_env = OwnedEnv::new();
@@ -103,8 +133,9 @@ fn reply(interp: &Interpreter, frame: Frame) -> Result<(), String> {
         return Ok(());
     };
     pending.demonitor(None);
-    let body = frame.body.0;
-    let outcome = if frame.kind == kind::REPLY_OK {
+    let kind = frame.kind;
+    let body = Body::of(frame);
+    let outcome = if kind == kind::REPLY_OK {
         atoms::ok()
     } else {
         atoms::error()
@@ -112,7 +143,7 @@ fn reply(interp: &Interpreter, frame: Frame) -> Result<(), String> {
     let caller = pending.caller;
     let tag = pending.tag;
     let _ = pending.env.send_and_clear(&caller, move |env| {
-        (tag.load(env), outcome, body.release(env)).encode(env)
+        (tag.load(env), outcome, body.into_term(env)).encode(env)
     });
     Ok(())
 }
@@ -124,10 +155,10 @@ fn forward_request(interp: &Interpreter, frame: Frame, env: &mut OwnedEnv) -> Re
         kind::CAST => atoms::cast(),
         _ => atoms::send(),
     };
-    let body = frame.body.0;
     let id = frame.id;
+    let body = Body::of(frame);
     let _ = env.send_and_clear(&interp.owner, |env: Env| -> Term {
-        (atoms::snex_request(), what, id, body.release(env)).encode(env)
+        (atoms::snex_request(), what, id, body.into_term(env)).encode(env)
     });
     Ok(())
 }
@@ -135,12 +166,13 @@ fn forward_request(interp: &Interpreter, frame: Frame, env: &mut OwnedEnv) -> Re
 /// Sends `{tag, :output, body}` to the caller of a request that is still pending (what its
 /// code printed, with `capture_output`); dropped if the caller is gone.
 fn output(interp: &Interpreter, frame: Frame) {
-    let body = frame.body.0;
-    interp.with_pending(frame.id, |pending| {
+    let id = frame.id;
+    let body = Body::of(frame);
+    interp.with_pending(id, |pending| {
         let mut env = OwnedEnv::new();
         let _ = env.send_and_clear(&pending.caller, |env| {
             let tag = pending.env.run(|own| pending.tag.load(own).in_env(env));
-            (tag, atoms::output(), body.release(env)).encode(env)
+            (tag, atoms::output(), body.into_term(env)).encode(env)
         });
     });
 }

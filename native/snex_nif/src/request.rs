@@ -21,9 +21,10 @@
 use rustler::types::Binary;
 use rustler::{Encoder, Env, NifResult, OwnedEnv, ResourceArc, Term};
 use snex_core::frame::kind;
-use snex_core::pickle::{PickleOutput, PickleWriter};
+use snex_core::pickle::PickleOutput;
 
 use crate::atoms;
+use crate::codec::beam_bytes::{BeamBytes, Pickle};
 use crate::codec::encode::{encode_term, encode_vars, Budget, EncodeError, EncodeOpts};
 use crate::codec::route::{route, Route};
 use crate::interpreter::{Interpreter, Pending, Turn};
@@ -132,7 +133,7 @@ fn eval<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a
     let capture = capture
         .decode::<Option<bool>>()?
         .unwrap_or(interp.state.capture_output);
-    let mut w = PickleWriter::new();
+    let mut w = Pickle::default();
     w.begin_tuple(6);
     w.int(env_id);
     match code {
@@ -170,7 +171,7 @@ fn call_fn<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term
     };
     let mut budget = sched.budget();
     let opts = encode_opts(&interp.state, opts(*packed, *resolved)?);
-    let mut w = PickleWriter::new();
+    let mut w = Pickle::default();
     w.begin_tuple(5);
     w.int(env_id);
     w.str(&module);
@@ -203,7 +204,7 @@ fn make_env<'a>(
     let mut budget = sched.budget();
     let new_id = interp.state.next_env_id();
     let opts = encode_opts(&interp.state, (packed, resolved));
-    let mut w = PickleWriter::new();
+    let mut w = Pickle::default();
     w.begin_tuple(3);
     w.int(new_id);
     w.begin_list(sources.len());
@@ -256,7 +257,7 @@ fn call_result<'a>(
     };
     let mut budget = sched.budget();
     let opts = encode_opts(&interp.state, (packed, resolved));
-    let mut w = PickleWriter::new();
+    let mut w = Pickle::default();
     w.begin_tuple(2);
     w.bool(ok);
     let encoded = encode_term(&mut w, value, &opts, &mut budget);
@@ -314,7 +315,7 @@ fn register_and_queue<'a>(
     interp: &ResourceArc<InterpreterRes>,
     tag: Term<'a>,
     frame_kind: u8,
-    body: PickleOutput<Vec<u8>>,
+    body: PickleOutput<BeamBytes>,
 ) -> Term<'a> {
     let state = &interp.state;
     let caller = env.pid();

@@ -12,7 +12,7 @@
 mod reader;
 mod writer;
 
-pub use reader::{decode, validate, Builder, DecodeError};
+pub use reader::{decode, validate, validate_with_buffers, Builder, DecodeError};
 pub use writer::{ExternalKind, PickleOutput, PickleWriter, WriteError};
 
 /// Pickle opcodes (the byte values of `pickletools`), those this crate reads or writes plus the
@@ -61,6 +61,8 @@ pub(crate) mod op {
     pub const MEMOIZE: u8 = 0x94;
     pub const FRAME: u8 = 0x95;
     pub const BYTEARRAY8: u8 = 0x96;
+    pub const NEXT_BUFFER: u8 = 0x97;
+    pub const READONLY_BUFFER: u8 = 0x98;
 
     /// The `pickletools` name of an opcode, or `"unknown"`.
     pub fn name(op: u8) -> &'static str {

@@ -65,6 +65,13 @@ pub trait Builder {
     fn atom(&mut self, name: &str) -> Result<Self::Value, DecodeError>;
     /// `snex._wire.term(etf)`: an Erlang term in external term format.
     fn term(&mut self, external_term_format: &[u8]) -> Result<Self::Value, DecodeError>;
+    /// `NEXT_BUFFER`: the out-of-band buffer number `index` (counted from 0 in the order the
+    /// pickle takes them) of the frame the pickle came with. By default there are none.
+    fn buffer(&mut self, index: usize) -> Result<Self::Value, DecodeError> {
+        Err(DecodeError::new(format!(
+            "pickle takes out-of-band buffer {index}, but none came with it"
+        )))
+    }
 }
 
 /// Why a pickle was refused.
@@ -106,13 +113,30 @@ pub fn decode<B: Builder>(data: &[u8], builder: &mut B) -> Result<B::Value, Deco
 ///
 /// Builders can still refuse values that pass (an atom name that is too long, say).
 pub fn validate(data: &[u8]) -> Result<(), DecodeError> {
-    decode(data, &mut NoopBuilder)
+    validate_with_buffers(data, 0)
 }
 
-/// The builder of [`validate`].
-struct NoopBuilder;
+/// Like [`validate`], for a pickle that came with `buffers` out-of-band buffers.
+pub fn validate_with_buffers(data: &[u8], buffers: usize) -> Result<(), DecodeError> {
+    decode(data, &mut NoopBuilder { buffers })
+}
+
+/// The builder of [`validate`]: knows only how many buffers there are.
+struct NoopBuilder {
+    buffers: usize,
+}
 
 impl Builder for NoopBuilder {
+    fn buffer(&mut self, index: usize) -> Result<(), DecodeError> {
+        if index < self.buffers {
+            Ok(())
+        } else {
+            Err(DecodeError::new(format!(
+                "pickle takes out-of-band buffer {index}, but only {} came with it",
+                self.buffers
+            )))
+        }
+    }
     type Value = ();
     fn none(&mut self) -> Result<(), DecodeError> {
         Ok(())
@@ -333,6 +357,10 @@ struct Cx<'a, 'b, B: Builder> {
     /// Offset and value of the opcode being executed.
     op_pos: usize,
     op: u8,
+    /// Out-of-band buffers taken so far (`NEXT_BUFFER`).
+    next_buffer: usize,
+    /// The opcode executed before this one.
+    prev_op: u8,
 }
 
 type Res<T> = Result<T, DecodeError>;
@@ -416,6 +444,8 @@ impl<'a, 'b, B: Builder> Unpickler<'a, 'b, B> {
                 memo: Memo::new(),
                 op_pos: 0,
                 op: 0,
+                next_buffer: 0,
+                prev_op: 0,
             },
         }
     }
@@ -423,6 +453,7 @@ impl<'a, 'b, B: Builder> Unpickler<'a, 'b, B> {
     fn run(mut self) -> Res<B::Value> {
         while let Some(opcode) = self.input.u8() {
             self.cx.op_pos = self.input.pos.saturating_sub(1);
+            self.cx.prev_op = self.cx.op;
             self.cx.op = opcode;
             if opcode == op::STOP {
                 return self.stop();
@@ -474,6 +505,24 @@ impl<'a, 'b, B: Builder> Unpickler<'a, 'b, B> {
             op::SHORT_BINBYTES => self.binary(1),
             op::BINBYTES => self.binary(4),
             op::BINBYTES8 | op::BYTEARRAY8 => self.binary(8),
+            op::NEXT_BUFFER => {
+                let index = self.cx.next_buffer;
+                self.cx.next_buffer += 1;
+                let value = self
+                    .cx
+                    .builder
+                    .buffer(index)
+                    .map_err(|e| self.err(e.message()))?;
+                self.push(Slot::Leaf(Leaf::Built(value)))
+            }
+            // Makes the buffer just taken read-only in Python; a binary is anyway.
+            op::READONLY_BUFFER => {
+                if self.cx.prev_op == op::NEXT_BUFFER {
+                    Ok(())
+                } else {
+                    Err(self.err("does not follow NEXT_BUFFER"))
+                }
+            }
             op::EMPTY_LIST => self.push(Slot::List(Vec::new(), Refs::default())),
             op::EMPTY_DICT => self.push(Slot::Dict(Vec::new(), Refs::default())),
             op::EMPTY_SET => self.push(Slot::Set(Vec::new(), Refs::default())),
@@ -1036,6 +1085,78 @@ mod tests {
         fn term(&mut self, etf: &[u8]) -> Res<String> {
             Ok(format!("term{etf:?}"))
         }
+    }
+
+    /// [`Show`] with `n` out-of-band buffers.
+    struct WithBuffers(usize);
+
+    impl Builder for WithBuffers {
+        type Value = String;
+        fn buffer(&mut self, index: usize) -> Res<String> {
+            if index < self.0 {
+                Ok(format!("buf{index}"))
+            } else {
+                Err(DecodeError::new("no such buffer"))
+            }
+        }
+        fn none(&mut self) -> Res<String> {
+            Show.none()
+        }
+        fn bool(&mut self, v: bool) -> Res<String> {
+            Show.bool(v)
+        }
+        fn int(&mut self, v: i64) -> Res<String> {
+            Show.int(v)
+        }
+        fn big_int(&mut self, le: &[u8]) -> Res<String> {
+            Show.big_int(le)
+        }
+        fn float(&mut self, v: f64) -> Res<String> {
+            Show.float(v)
+        }
+        fn str(&mut self, v: &str) -> Res<String> {
+            Show.str(v)
+        }
+        fn bytes(&mut self, v: &[u8]) -> Res<String> {
+            Show.bytes(v)
+        }
+        fn list(&mut self, items: Vec<String>) -> Res<String> {
+            Show.list(items)
+        }
+        fn tuple(&mut self, items: Vec<String>) -> Res<String> {
+            Show.tuple(items)
+        }
+        fn map(&mut self, pairs: Vec<(String, String)>) -> Res<String> {
+            Show.map(pairs)
+        }
+        fn set(&mut self, items: Vec<String>) -> Res<String> {
+            Show.set(items)
+        }
+        fn atom(&mut self, name: &str) -> Res<String> {
+            Show.atom(name)
+        }
+        fn term(&mut self, etf: &[u8]) -> Res<String> {
+            Show.term(etf)
+        }
+    }
+
+    #[test]
+    fn next_buffer_takes_the_buffers_in_order() {
+        // [buffer 0, read-only buffer 1, buffer 0 again through the memo]
+        let data = b"\x80\x05](\x97\x94\x97\x98h\x00e.";
+        assert_eq!(
+            decode(data, &mut WithBuffers(2)).unwrap(),
+            "[buf0,buf1,buf0]"
+        );
+        assert!(decode(data, &mut WithBuffers(1)).is_err());
+        assert!(validate_with_buffers(data, 2).is_ok());
+        assert!(validate_with_buffers(data, 1).is_err());
+        // Builders without buffers, and `validate`, refuse them.
+        assert!(decode(data, &mut Show).is_err());
+        assert!(validate(data).is_err());
+        // READONLY_BUFFER needs a value under it.
+        assert!(validate_with_buffers(b"\x80\x05\x98\x97.", 1).is_err());
+        assert!(validate_with_buffers(b"\x80\x05(\x98\x97.", 1).is_err());
     }
 
     fn show(body: &[u8]) -> Res<String> {

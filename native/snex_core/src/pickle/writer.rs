@@ -14,7 +14,8 @@ use super::op;
 /// Initial buffer size of [`PickleWriter::new`].
 const DEFAULT_CAPACITY: usize = 256;
 
-/// How large data passed to [`PickleWriter::external_bytes`] is presented to Python.
+/// How large data passed to [`PickleWriter::external_bytes`] or
+/// [`PickleWriter::out_of_band`] is presented to Python.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExternalKind {
     /// `str`; the data must be UTF-8.
@@ -67,6 +68,9 @@ pub struct PickleOutput<E: AsRef<[u8]> = Vec<u8>> {
     pub buf: Vec<u8>,
     /// Large data added with [`PickleWriter::external_bytes`], with its offset in `buf`.
     pub externals: Vec<(usize, E)>,
+    /// Out-of-band buffers added with [`PickleWriter::out_of_band`], in the order the pickle
+    /// takes them: they travel after the pickle, not in it (see `docs/protocol.md`).
+    pub buffers: Vec<(ExternalKind, E)>,
 }
 
 impl<E: AsRef<[u8]>> PickleOutput<E> {
@@ -129,6 +133,7 @@ fn push_nonempty<'a>(slices: &mut Vec<IoSlice<'a>>, data: &'a [u8]) {
 pub struct PickleWriter<E: AsRef<[u8]> = Vec<u8>> {
     buf: Vec<u8>,
     externals: Vec<(usize, E)>,
+    buffers: Vec<(ExternalKind, E)>,
     next_memo: u32,
     strings: MemoTable,
     globals: GlobalMemo,
@@ -158,6 +163,7 @@ impl<E: AsRef<[u8]>> PickleWriter<E> {
         PickleWriter {
             buf,
             externals: Vec::new(),
+            buffers: Vec::new(),
             next_memo: 0,
             strings: MemoTable::default(),
             globals: GlobalMemo::default(),
@@ -170,6 +176,7 @@ impl<E: AsRef<[u8]>> PickleWriter<E> {
         PickleOutput {
             buf: self.buf,
             externals: self.externals,
+            buffers: self.buffers,
         }
     }
 
@@ -294,6 +301,22 @@ impl<E: AsRef<[u8]>> PickleWriter<E> {
             ExternalKind::ByteArray => self.sized(op::BYTEARRAY8, len),
         }
         self.externals.push((self.buf.len(), data));
+        Ok(())
+    }
+
+    /// Writes a `str`, `bytes` or `bytearray` whose content travels out of band: the pickle
+    /// gets a `NEXT_BUFFER`, and `data` goes into [`PickleOutput::buffers`], to be sent after
+    /// the pickle and turned into a Python object of `kind` by the receiver before it unpickles.
+    ///
+    /// Fails (writing nothing) if `kind` is [`ExternalKind::Str`] and `data` is not UTF-8.
+    pub fn out_of_band(&mut self, kind: ExternalKind, data: E) -> Result<(), WriteError> {
+        if kind == ExternalKind::Str {
+            std::str::from_utf8(data.as_ref()).map_err(|e| WriteError::InvalidUtf8 {
+                valid_up_to: e.valid_up_to(),
+            })?;
+        }
+        self.buf.push(op::NEXT_BUFFER);
+        self.buffers.push((kind, data));
         Ok(())
     }
 

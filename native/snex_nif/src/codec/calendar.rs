@@ -6,8 +6,8 @@
 //! picks its `tzinfo`. Only structs of `Calendar.ISO` are converted: other calendars go the way of any
 //! other struct.
 
+use crate::codec::beam_bytes::Pickle;
 use rustler::{Atom, Term};
-use snex_core::pickle::PickleWriter;
 
 use crate::codec::opts::EncodeError;
 
@@ -34,7 +34,7 @@ rustler::atoms! {
 /// Writes `t`, a struct of `module`, as a Python `datetime` object if it is one of the calendar
 /// structs of `Calendar.ISO`; `Ok(false)` (nothing written) for any other struct.
 pub fn encode_calendar_struct<'a>(
-    w: &mut PickleWriter,
+    w: &mut Pickle,
     t: Term<'a>,
     module: Term<'a>,
 ) -> Result<bool, EncodeError> {

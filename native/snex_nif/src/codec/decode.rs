@@ -73,12 +73,14 @@ static ATOMS_CREATED: AtomicUsize = AtomicUsize::new(0);
 /// can hold on to).
 const SUB_BINARY_MIN: usize = 64 * 1024;
 
-/// Decodes a pickle body into a term in `env`. With `new_atoms` `None`, a body naming atoms
-/// that do not exist gives [`Decoded::NeedsNewAtoms`]; with `Some(n)`, at most `n` of them are
-/// created, and a body needing more is refused.
+/// Decodes a pickle body into a term in `env`; `buffers` are the binaries of its out-of-band
+/// buffers, in order (each becomes the value of a `NEXT_BUFFER`, without a copy). With
+/// `new_atoms` `None`, a body naming atoms that do not exist gives [`Decoded::NeedsNewAtoms`];
+/// with `Some(n)`, at most `n` of them are created, and a body needing more is refused.
 pub fn decode<'a>(
     env: Env<'a>,
     body: Binary<'a>,
+    buffers: Vec<Term<'a>>,
     new_atoms: Option<usize>,
 ) -> Result<Decoded<'a>, DecodeError> {
     let data = body.as_slice();
@@ -86,6 +88,7 @@ pub fn decode<'a>(
     let mut builder = TermBuilder {
         env,
         body,
+        buffers,
         new_atoms: 0,
         missing_atom: false,
     };
@@ -95,7 +98,7 @@ pub fn decode<'a>(
             let Some(new_atoms) = new_atoms else {
                 return Ok(Decoded::NeedsNewAtoms);
             };
-            pickle::validate(data)?;
+            pickle::validate_with_buffers(data, builder.buffers.len())?;
             let _creating = ATOM_CREATION.lock().unwrap_or_else(|p| p.into_inner());
             let by_others = ATOMS_CREATED.load(Ordering::Acquire) - created_before;
             builder.new_atoms = new_atoms.saturating_sub(by_others);
@@ -113,6 +116,8 @@ struct TermBuilder<'a> {
     env: Env<'a>,
     /// The body being decoded, for sub-binaries of it.
     body: Binary<'a>,
+    /// The out-of-band buffers that came with it (binaries).
+    buffers: Vec<Term<'a>>,
     /// How many new atoms may still be created.
     new_atoms: usize,
     missing_atom: bool,
@@ -120,6 +125,15 @@ struct TermBuilder<'a> {
 
 impl<'a> Builder for TermBuilder<'a> {
     type Value = Term<'a>;
+
+    fn buffer(&mut self, index: usize) -> Result<Term<'a>, DecodeError> {
+        self.buffers.get(index).copied().ok_or_else(|| {
+            DecodeError::new(format!(
+                "pickle takes out-of-band buffer {index}, but only {} came with it",
+                self.buffers.len()
+            ))
+        })
+    }
 
     fn none(&mut self) -> Result<Term<'a>, DecodeError> {
         Ok(atoms::nil().encode(self.env))

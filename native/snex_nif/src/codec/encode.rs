@@ -7,7 +7,9 @@
 
 use rustler::types::{Binary, MapIterator};
 use rustler::{BigInt, Term, TermType};
-use snex_core::pickle::{ExternalKind, PickleWriter};
+use snex_core::pickle::ExternalKind;
+
+use crate::codec::beam_bytes::{BeamBytes, Pickle, OUT_OF_BAND_MIN};
 
 use crate::atoms;
 use crate::codec::atom_text::atom_name;
@@ -58,7 +60,7 @@ enum Work<'a> {
 /// Writes a map of variables (binary keys, checked by Elixir) as a `dict` whose keys are
 /// always `str`, whatever `binary_as` says: they are Python names.
 pub fn encode_vars<'a>(
-    w: &mut PickleWriter,
+    w: &mut Pickle,
     vars: Term<'a>,
     opts: &EncodeOpts,
     budget: &mut Budget,
@@ -82,7 +84,7 @@ pub fn encode_vars<'a>(
 
 /// Writes `term` as one pickled value.
 pub fn encode_term<'a>(
-    w: &mut PickleWriter,
+    w: &mut Pickle,
     term: Term<'a>,
     opts: &EncodeOpts,
     budget: &mut Budget,
@@ -110,7 +112,7 @@ pub fn encode_term<'a>(
 }
 
 fn encode_one<'a>(
-    w: &mut PickleWriter,
+    w: &mut Pickle,
     t: Term<'a>,
     opts: &EncodeOpts,
     budget: &mut Budget,
@@ -142,7 +144,11 @@ fn encode_one<'a>(
         TermType::Binary => match Binary::from_term(t) {
             Ok(bin) => {
                 budget.spend(bin.len() / BINARY_BYTES_PER_UNIT)?;
-                encode_binary(w, bin.as_slice(), opts.binary_as, is_key)
+                if bin.len() >= OUT_OF_BAND_MIN && !is_key {
+                    encode_out_of_band(w, t, bin.as_slice(), opts.binary_as)
+                } else {
+                    encode_binary(w, bin.as_slice(), opts.binary_as, is_key)
+                }
             }
             // A bitstring that is not a whole number of bytes.
             Err(_) => encode_opaque(w, t),
@@ -170,7 +176,7 @@ fn encode_one<'a>(
     }
 }
 
-fn encode_atom(w: &mut PickleWriter, t: Term, opts: &EncodeOpts) -> Result<(), EncodeError> {
+fn encode_atom(w: &mut Pickle, t: Term, opts: &EncodeOpts) -> Result<(), EncodeError> {
     if t == atoms::nil().to_term(t.get_env()) {
         w.none();
     } else if t == rustler::types::atom::true_().to_term(t.get_env()) {
@@ -186,20 +192,14 @@ fn encode_atom(w: &mut PickleWriter, t: Term, opts: &EncodeOpts) -> Result<(), E
 }
 
 fn encode_binary(
-    w: &mut PickleWriter,
+    w: &mut Pickle,
     bytes: &[u8],
     binary_as: BinaryAs,
     is_key: bool,
 ) -> Result<(), EncodeError> {
     match binary_as {
         BinaryAs::Str => {
-            let s = std::str::from_utf8(bytes).map_err(|e| {
-                EncodeError::Invalid(format!(
-                    "binary is not valid UTF-8 (at byte {}): {}; use binary_as: :bytes or Snex.Serde.binary/2",
-                    e.valid_up_to(),
-                    describe_bytes(bytes)
-                ))
-            })?;
+            let s = std::str::from_utf8(bytes).map_err(|_| not_utf8(bytes))?;
             if is_key {
                 w.key_str(s);
             } else {
@@ -212,6 +212,34 @@ fn encode_binary(
     Ok(())
 }
 
+/// A large binary: its bytes travel after the pickle, straight from the BEAM binary.
+fn encode_out_of_band(
+    w: &mut Pickle,
+    t: Term,
+    bytes: &[u8],
+    binary_as: BinaryAs,
+) -> Result<(), EncodeError> {
+    let kind = match binary_as {
+        BinaryAs::Str => ExternalKind::Str,
+        BinaryAs::Bytes => ExternalKind::Bytes,
+        BinaryAs::ByteArray => ExternalKind::ByteArray,
+    };
+    let Some(shared) = BeamBytes::of(t) else {
+        return encode_binary(w, bytes, binary_as, false);
+    };
+    w.out_of_band(kind, shared).map_err(|_| not_utf8(bytes))
+}
+
+fn not_utf8(bytes: &[u8]) -> EncodeError {
+    let valid_up_to = std::str::from_utf8(bytes)
+        .err()
+        .map_or(0, |e| e.valid_up_to());
+    EncodeError::Invalid(format!(
+        "binary is not valid UTF-8 (at byte {valid_up_to}): {}; use binary_as: :bytes or Snex.Serde.binary/2",
+        describe_bytes(bytes)
+    ))
+}
+
 /// A short Elixir-like rendering of a binary for error messages.
 fn describe_bytes(bytes: &[u8]) -> String {
     let shown: Vec<String> = bytes.iter().take(16).map(|b| b.to_string()).collect();
@@ -220,7 +248,7 @@ fn describe_bytes(bytes: &[u8]) -> String {
 }
 
 fn encode_map<'a>(
-    w: &mut PickleWriter,
+    w: &mut Pickle,
     t: Term<'a>,
     opts: &EncodeOpts,
     stack: &mut Vec<Work<'a>>,
@@ -249,7 +277,7 @@ fn encode_map<'a>(
 
 /// `MapSet`, Snex's own wrappers and the calendar structs; `None` for any other struct.
 fn encode_known_struct<'a>(
-    w: &mut PickleWriter,
+    w: &mut Pickle,
     t: Term<'a>,
     module: Term<'a>,
     opts: &EncodeOpts,
@@ -308,11 +336,7 @@ fn describe_module(module: Term) -> String {
 }
 
 /// Writes `Snex.Serde.binary(iodata, as)`: the pieces are copied once, straight into the pickle.
-fn encode_iodata<'a>(
-    w: &mut PickleWriter,
-    data: Term<'a>,
-    as_: Term<'a>,
-) -> Result<(), EncodeError> {
+fn encode_iodata<'a>(w: &mut Pickle, data: Term<'a>, as_: Term<'a>) -> Result<(), EncodeError> {
     static BYTE_VALUES: [u8; 256] = {
         let mut table = [0u8; 256];
         let mut i = 0;
@@ -351,7 +375,7 @@ fn encode_iodata<'a>(
 }
 
 fn encode_set<'a>(
-    w: &mut PickleWriter,
+    w: &mut Pickle,
     inner: Term<'a>,
     opts: &EncodeOpts,
     stack: &mut Vec<Work<'a>>,
@@ -369,7 +393,7 @@ fn encode_set<'a>(
 }
 
 /// Pids, ports, references, funs, improper lists, bitstrings: `snex.Term(etf_bytes)`.
-fn encode_opaque(w: &mut PickleWriter, t: Term) -> Result<(), EncodeError> {
+fn encode_opaque(w: &mut Pickle, t: Term) -> Result<(), EncodeError> {
     let etf = t.to_binary();
     w.global("snex", "Term");
     w.begin_tuple(1);

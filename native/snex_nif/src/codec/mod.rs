@@ -1,8 +1,10 @@
-//! Terms and pickles: Elixir terms to restricted pickle ([`encode`], with [`py_keys`] for
+//! Terms and pickles: Elixir terms to restricted pickle ([`encode`], large binaries out of band
+//! ([`beam_bytes`]), with [`py_keys`] for
 //! keys that Python would merge), where a request is encoded ([`route`]), and restricted pickle
 //! to terms ([`decode`]). Nothing here knows about interpreters or threads.
 
 pub mod atom_text;
+pub mod beam_bytes;
 pub mod calendar;
 pub mod decode;
 pub mod encode;

@@ -1,0 +1,99 @@
+"""Out-of-band buffers (see docs/protocol.md): large binaries travel after a frame's pickle,
+each read from the pipe straight into the object it becomes, and large buffer-like values
+Python sends are written from their own memory.
+
+A buffer table entry is ``kind: u8, len: u64 BE``; the kinds say what the buffer becomes in
+Python: `BYTEARRAY`, `BYTES` or `STR` (UTF-8). Python sends only `BYTES`.
+"""
+
+from __future__ import annotations
+
+import struct
+import sys
+from typing import Any
+
+BYTEARRAY = 0
+BYTES = 1
+STR = 2
+
+#: Set in a frame's kind when its body carries out-of-band buffers.
+OUT_OF_BAND = 0x40
+#: The most buffers one frame may carry.
+MAX_BUFFERS = 1 << 16
+#: Buffers of fewer bytes are sent in the pickle, as the pickler writes them.
+MIN_SIZE = 64 * 1024
+
+COUNT = struct.Struct(">I")
+ENTRY = struct.Struct(">BQ")
+
+
+class Target:
+    """What one buffer is read into: `view` is filled from the pipe, then `value()` is the
+    object the pickle gets."""
+
+    __slots__ = ("kind", "obj", "view")
+
+    def __init__(self, kind: int, size: int) -> None:
+        """Room for a buffer of `size` bytes that becomes a `kind` object."""
+        self.kind = kind
+        if kind == BYTES:
+            self.obj, self.view = _new_bytes(size)
+        else:
+            self.obj = bytearray(size)
+            self.view = memoryview(self.obj)
+
+    def value(self) -> Any:
+        """The object, once `view` is filled (a `str` is decoded from the bytes here)."""
+        self.view.release()
+        if self.kind == STR:
+            return str(self.obj, "utf-8")
+        if type(self.obj) is _CopiedBytes:
+            return bytes(self.obj)
+        return self.obj
+
+
+def _new_bytes(size: int) -> tuple[Any, memoryview]:
+    """A new `bytes` object of `size` bytes and a writable view of its storage, so that the
+    reader fills it without a copy (CPython: ``PyMemoryView_FromMemory`` over the object's
+    bytes, before anybody else sees the object). Elsewhere, or for tiny sizes (CPython shares
+    those objects), a `bytearray` copied into `bytes` by `_finish_bytes`."""
+    filler = _bytes_filler()
+    if filler is None or size < 2:
+        buf = _CopiedBytes(size)
+        return buf, memoryview(buf)
+    obj = bytes(size)  # calloc'ed: the pages are only touched by the read
+    return obj, filler(obj, size)
+
+
+class _CopiedBytes(bytearray):
+    """A bytearray to be turned into `bytes` (see `_new_bytes`)."""
+
+
+_filler: Any = None
+
+
+def _bytes_filler() -> Any:
+    global _filler
+    if _filler is None:
+        _filler = _make_filler() or False
+    return _filler or None
+
+
+def _make_filler() -> Any:
+    if sys.implementation.name != "cpython":
+        return None
+    try:
+        import ctypes
+    except ImportError:  # Python built without ctypes
+        return None
+    from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
+    from_memory.restype = ctypes.py_object
+    from_memory.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
+    pybuf_write = 0x200
+    offset = bytes.__basicsize__ - 1  # where ``ob_sval`` starts
+
+    def fill_view(obj: bytes, size: int) -> memoryview:
+        view: memoryview = from_memory(id(obj) + offset, size, pybuf_write)
+        return view
+
+    return fill_view

@@ -1,0 +1,216 @@
+"""Out-of-band buffers (docs/protocol.md): frames whose large binaries travel after the pickle,
+read by the runner into the objects they become, and written by it from the values' memory."""
+
+from __future__ import annotations
+
+import array
+import os
+import pickle
+import struct
+import sys
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import PYTHON_DIR, Peer, read_exact, write_all  # noqa: F401
+
+from snex import buffers, codec
+from snex.frames import FrameReader, OutOfBand, ProtocolError
+from snex.runner import CANCEL, EVAL, REPLY_OK
+
+BIG = bytes(range(256)) * 1024  # 256 KiB
+
+
+def oob_frame(kind: int, req_id: int, value: Any, kinds: list[int]) -> bytes:
+    """A frame whose pickle takes its `pickle.PickleBuffer`s out of band, as Elixir writes it:
+    the buffer of index i becomes a `kinds[i]` object."""
+    bufs: list[pickle.PickleBuffer] = []
+    data = pickle.dumps(value, 5, buffer_callback=lambda b: bufs.append(b))  # type: ignore[func-returns-value]
+    raws = [b.raw() for b in bufs]
+    assert len(raws) == len(kinds)
+    table = buffers.COUNT.pack(len(raws)) + b"".join(
+        buffers.ENTRY.pack(k, r.nbytes) for k, r in zip(kinds, raws, strict=True)
+    )
+    body = table + data + b"".join(r.tobytes() for r in raws)
+    return struct.pack(">IBQ", 9 + len(body), kind | buffers.OUT_OF_BAND, req_id) + body
+
+
+def read_reply(fd: int) -> tuple[int, int, Any, list[bytes]]:
+    """A frame from the runner: kind, id, value, and the out-of-band buffers it came with."""
+    length, kind, req_id = struct.unpack(">IBQ", read_exact(fd, 13, 10))
+    body = read_exact(fd, length - 9, 10)
+    raw: list[bytes] = []
+    if kind & buffers.OUT_OF_BAND:
+        kind &= ~buffers.OUT_OF_BAND
+        (count,) = buffers.COUNT.unpack_from(body)
+        entries = [buffers.ENTRY.unpack_from(body, 4 + 9 * i) for i in range(count)]
+        assert all(k == buffers.BYTES for k, _ in entries)
+        end = len(body) - sum(n for _, n in entries)
+        pos = end
+        for _, n in entries:
+            raw.append(body[pos : pos + n])
+            pos += n
+        body = body[4 + 9 * count : end]
+    return kind, req_id, pickle.loads(body, buffers=raw), raw
+
+
+def chunks(data: bytes, sizes: Iterator[int]) -> Iterator[bytes]:
+    pos = 0
+    while pos < len(data):
+        n = next(sizes)
+        yield data[pos : pos + n]
+        pos += n
+
+
+def read_frames(data: bytes, piece_sizes: list[int]) -> list[Any]:
+    """What a `FrameReader` makes of `data` written into a pipe in pieces of these sizes."""
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+
+    def feed() -> None:
+        sizes = iter(piece_sizes * (len(data) // sum(piece_sizes) + 1))
+        for piece in chunks(data, sizes):
+            write_all(w, piece)
+        os.close(w)
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    reader = FrameReader(r, None, CANCEL)
+    import select
+
+    while True:
+        select.select([r], [], [])
+        try:
+            if not reader.read_once():
+                break
+        except BlockingIOError:
+            pass
+    writer.join()
+    os.close(r)
+    return list(reader.queue)
+
+
+@pytest.mark.parametrize("pieces", [[1 << 20], [1, 7, 13, 4096], [65536, 3]])
+def test_each_buffer_becomes_the_object_its_kind_says(pieces: list[int]) -> None:
+    value = [pickle.PickleBuffer(BIG), "small", pickle.PickleBuffer(bytearray(BIG[:70_000]))]
+    text = ("é" * 50_000).encode()
+    data = (
+        oob_frame(EVAL, 1, value, [buffers.BYTES, buffers.BYTEARRAY])
+        + oob_frame(EVAL, 2, (pickle.PickleBuffer(bytearray(text)),), [buffers.STR])
+        + struct.pack(">IBQ", 9 + 4, EVAL, 3)
+        + pickle.dumps(None, 5)
+    )
+    frames = read_frames(data, pieces)
+    assert [(k, i) for k, i, _ in frames] == [(EVAL, 1), (EVAL, 2), (EVAL, 3)]
+    first = frames[0][2]
+    assert isinstance(first, OutOfBand)
+    assert len(first) == len(data[13 : 13 + len(first)])
+    big, small, ba = codec.decode(first)
+    assert type(big) is bytes and big == BIG
+    assert small == "small"
+    assert type(ba) is bytearray and ba == BIG[:70_000]
+    (s,) = codec.decode(frames[1][2])
+    assert s == "é" * 50_000
+
+
+@pytest.mark.parametrize(
+    "table",
+    [
+        buffers.COUNT.pack(0),
+        buffers.COUNT.pack(buffers.MAX_BUFFERS + 1),
+        buffers.COUNT.pack(1) + buffers.ENTRY.pack(3, 1),
+        buffers.COUNT.pack(1) + buffers.ENTRY.pack(1, 1 << 40),
+        buffers.COUNT.pack(1) + buffers.ENTRY.pack(1, 4),
+    ],
+)
+def test_a_bad_buffer_table_is_a_protocol_error(table: bytes) -> None:
+    body = table + b"\x80\x05N."
+    data = struct.pack(">IBQ", 9 + len(body), EVAL | buffers.OUT_OF_BAND, 1) + body
+    with pytest.raises(ProtocolError):
+        read_frames(data, [len(data)])
+
+
+@pytest.mark.skipif(sys.implementation.name != "cpython", reason="CPython only")
+def test_a_new_bytes_object_is_filled_in_place() -> None:
+    target = buffers.Target(buffers.BYTES, 100_000)
+    target.view[:] = BIG[:100_000]
+    value = target.value()
+    # The object read into is the value: no copy.
+    assert value is target.obj
+    assert type(value) is bytes and value == BIG[:100_000]
+    assert hash(value) == hash(BIG[:100_000])
+
+
+def test_without_the_in_place_filler_bytes_are_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buffers, "_filler", False)
+    target = buffers.Target(buffers.BYTES, 1000)
+    target.view[:] = BIG[:1000]
+    value = target.value()
+    assert type(value) is bytes and value == BIG[:1000]
+
+
+def test_encode_sends_large_buffers_out_of_band() -> None:
+    out: list[memoryview] = []
+    assert pickle.loads(codec.encode(BIG, out_of_band=out), buffers=out) == BIG
+    assert [bytes(b) for b in out] == [BIG]
+
+    out = []
+    value = [b"small", memoryview(BIG), array.array("d", range(10_000)), memoryview(b"xy")]
+    body = codec.encode(value, out_of_band=out)
+    assert [len(b) for b in out] == [len(BIG), 80_000]
+    assert BIG not in body
+    assert pickle.loads(body, buffers=out) == [
+        b"small",
+        BIG,
+        array.array("d", range(10_000)).tobytes(),
+        b"xy",
+    ]
+
+    # Without a list, or for a strided view, everything is in the pickle.
+    body = codec.encode(value)
+    assert pickle.loads(body) == pickle.loads(codec.encode(value, out_of_band=[]), buffers=out)
+    out = []
+    strided = memoryview(BIG)[::2]
+    assert pickle.loads(codec.encode(strided, out_of_band=out)) == BIG[::2]
+    assert out == []
+
+
+def test_encode_keeps_to_the_buffer_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buffers, "MAX_BUFFERS", 2)
+    out: list[memoryview] = []
+    body = codec.encode([memoryview(BIG) for _ in range(3)], out_of_band=out)
+    assert len(out) == 2
+    assert pickle.loads(body, buffers=out) == [BIG] * 3
+
+
+def test_the_runner_reads_and_writes_buffers_out_of_band() -> None:
+    peer = Peer()
+    try:
+        frame = oob_frame(
+            EVAL,
+            1,
+            (
+                -1,
+                "return [type(x).__name__, x == big, memoryview(x), y]",
+                "<t>",
+                0,
+                {"x": pickle.PickleBuffer(BIG), "big": BIG[:10], "y": b"tail"},
+                False,
+            ),
+            [buffers.BYTES],
+        )
+        write_all(peer.to_w, frame)
+        kind, req_id, value, raw = read_reply(peer.from_r)
+        assert (kind, req_id) == (REPLY_OK, 1)
+        assert value[0] == "bytes" and value[1] is False
+        assert value[2] == BIG and value[3] == b"tail"
+        assert raw == [BIG]
+    finally:
+        assert peer.close() == 0
+
+
+def test_only_arrays_of_plain_numbers_become_binaries() -> None:
+    assert pickle.loads(codec.encode(array.array("b", [1, -1]))) == b"\x01\xff"
+    with pytest.raises(codec.EncodeError, match=r"array\.array"):
+        codec.encode(array.array("u", "ab"))
