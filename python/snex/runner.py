@@ -16,7 +16,8 @@ import os
 import select
 import sys
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Hashable, Sequence
 from types import CodeType
 from typing import Any, NoReturn, Protocol
 
@@ -24,10 +25,14 @@ from . import buffers, capture, codec, direct, eager, interrupt, streams
 from .code import RETURN_NAME, SnexReturn, compile_code
 from .errors import describe_exception, exception_text, format_exception
 from .frames import HEADER, MAX_BODY, Body, FrameReader, ProtocolError
+from .reply_batch import ReplyBatch
 from .types import Atom, ElixirError, EncodeError
 
 EVAL, MAKE_ENV, DESTROY_ENV, CANCEL, CALL_RESULT, CALL_FN = 1, 2, 3, 4, 5, 6
 REPLY_OK, REPLY_ERROR, CALL, CAST, SEND, HELLO, OUTPUT = 128, 129, 130, 131, 132, 133, 134
+#: Kinds of frame the runner may hold to write together (see `reply_batch`): replies only,
+#: so that what user code sends (``snex.send``, output) goes at once.
+_HELD_KINDS = frozenset((REPLY_OK, REPLY_ERROR))
 
 #: Exit status when the frames read are malformed (EX_SOFTWARE).
 EXIT_PROTOCOL_ERROR = 70
@@ -152,6 +157,8 @@ class Connection:
         #: True while `absorb_cancels` runs: the signal handler must leave the queue alone.
         self.absorbing = False
         self._drain_scheduled = False
+        #: Replies held while frames are handled, written together (see `reply_batch`).
+        self.replies = ReplyBatch()
         self._main_thread = threading.get_ident()
         self._context = contextvars.copy_context()
         os.set_blocking(read_fd, False)
@@ -197,6 +204,17 @@ class Connection:
                 f"Cannot send {size} bytes to Elixir: a frame carries at most {MAX_BODY}"
             )
         header = HEADER.pack(9 + size, kind, req_id)
+        if (
+            kind in _HELD_KINDS
+            and not out_of_band
+            and threading.get_ident() == self._main_thread
+            and self.replies.hold(header + body)
+        ):
+            if self.replies.full():
+                self.write_held()
+            if self.deferred_cancel is not None:
+                self._deliver_deferred_cancel()
+            return
         parts: list[bytes | memoryview] = [header + body] if len(body) < 65536 else [header, body]
         parts += out_of_band
         with self._write_lock:
@@ -206,6 +224,16 @@ class Connection:
                 _write_failed(e)
         if self.deferred_cancel is not None:
             self._deliver_deferred_cancel()
+
+    def write_held(self) -> None:
+        """Writes the replies held so far (main thread only)."""
+        data = self.replies.take()
+        if data:
+            with self._write_lock:
+                try:
+                    _write_all(self.write_fd, [data])
+                except BaseException as e:  # noqa: BLE001 - as in write_frame
+                    _write_failed(e)
 
     def _deliver_deferred_cancel(self) -> None:
         if threading.get_ident() != self._main_thread:
@@ -284,6 +312,15 @@ class Connection:
 
     def _drain_queue(self) -> None:
         """Handles the queued frames in order; each leaves the queue before it is handled."""
+        self.replies.depth += 1
+        try:
+            self._handle_queued()
+        finally:
+            self.replies.depth -= 1
+            if self.replies.depth == 0:
+                self.write_held()
+
+    def _handle_queued(self) -> None:
         queue = self.reader.queue
         cancels = self.reader.cancels
         while queue:
@@ -458,17 +495,28 @@ class Connection:
             self._reply_exception(req_id, e)
             return
         if self.eager and not code.co_flags & inspect.CO_COROUTINE:
-            self._run_sync(req_id, EVAL, lambda: _run_code(code, env), await_result=False)
+            self._run_sync(req_id, EVAL, lambda: _run_code(code, env), await_result=False, key=code)
         else:
             self._start_task(req_id, EVAL, _code_value(code, env))
 
     def _run_sync(
-        self, req_id: int, kind: int, run: Callable[[], Any], *, await_result: bool
+        self,
+        req_id: int,
+        kind: int,
+        run: Callable[[], Any],
+        *,
+        await_result: bool,
+        key: Hashable | None = None,
     ) -> None:
         """Runs request `req_id` (of frame kind `kind`) synchronously and replies with what
-        `run` returns; with `await_result`, an awaitable result is awaited in a task first."""
+        `run` returns; with `await_result`, an awaitable result is awaited in a task first.
+        `key` names the code run, for `ReplyBatch`: held replies are written first unless
+        it is known to be quick."""
         error: BaseException | None = None
         value = None
+        if not self.replies.is_quick(key):
+            self.write_held()
+        started = time.perf_counter()
         try:
             self._sync_req = req_id  # from here, cancelling it raises in it
             if req_id != self.cancelled_req:  # not cancelled while it was prepared
@@ -477,6 +525,7 @@ class Connection:
             error = e
         finally:
             self._sync_req = None
+            self.replies.ran(key, time.perf_counter() - started)
         if req_id == self.cancelled_req:
             return  # Elixir has dropped the request: no reply
         if error is not None:
@@ -487,6 +536,7 @@ class Connection:
             self.reply_ok(req_id, value)
 
     def _start_task(self, req_id: int, kind: int, awaitable: Any) -> None:
+        self.write_held()  # the task may start running at once, for any time
         task = self.loop.create_task(self._await_reply(req_id, kind, awaitable))
         if not task.done():  # an eager task may have finished already
             self.tasks[req_id] = task
@@ -532,6 +582,7 @@ class Connection:
             CALL_FN,
             lambda: direct.lookup(module, function)(*args, **kwargs),
             await_result=True,
+            key=(module, function),
         )
 
     def _reply_decode_failure(self, req_id: int, exc: BaseException) -> None:
@@ -585,6 +636,7 @@ class Connection:
             outcome: tuple[bool, Any] = (bool(ok), value)
         except BaseException as e:  # noqa: BLE001 - report to the waiting caller
             outcome = (False, f"cannot decode the call result: {exception_text(e)}")
+        self.write_held()  # the code waiting for it may go on at once
         self.calls.settle(call_id, outcome)
 
     def live_env_count(self) -> int:

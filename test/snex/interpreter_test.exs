@@ -232,7 +232,7 @@ defmodule Snex.InterpreterTest do
       {:ok, pid} =
         Snex.Interpreter.start_link(sync_start?: false, init_script: "raise ValueError('late')")
 
-      assert_receive {:EXIT, ^pid, %Error{code: :python_runtime_error}}, 5_000
+      assert_receive {:EXIT, ^pid, %Error{code: :python_runtime_error}}, 30_000
     end
   end
 

@@ -1,0 +1,106 @@
+"""Replies written together (`snex.reply_batch`): quick requests read together get their replies
+in one write, and no reply waits for code that may take long."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from support import LoopHarness, eval_frame
+
+from snex import reply_batch, runner
+from snex.reply_batch import ReplyBatch
+from snex.runner import REPLY_OK
+
+
+@pytest.fixture
+def harness() -> Iterator[LoopHarness]:
+    h = LoopHarness()
+    yield h
+    h.close()
+
+
+@pytest.fixture
+def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of frames in each write of the runner."""
+    counts: list[int] = []
+    real = runner._write_all
+
+    def counting(fd: int, parts: Any) -> None:
+        data = b"".join(bytes(p) for p in parts)
+        n, pos = 0, 0
+        while pos < len(data):
+            pos += 4 + int.from_bytes(data[pos : pos + 4], "big")
+            n += 1
+        counts.append(n)
+        real(fd, [data])
+
+    monkeypatch.setattr(runner, "_write_all", counting)
+    return counts
+
+
+def test_replies_of_quick_requests_read_together_go_in_one_write(
+    harness: LoopHarness, writes: list[int]
+) -> None:
+    def script(h: LoopHarness) -> None:
+        h.send(eval_frame(1, "return 1"))  # runs once: now known to be quick
+        assert h.recv() == (REPLY_OK, 1, 1)
+        writes.clear()
+        h.send(b"".join(eval_frame(i, "return 1") for i in range(2, 52)))
+        for i in range(2, 52):
+            assert h.recv() == (REPLY_OK, i, 1)
+
+    harness.run(script)
+    assert sum(writes) == 50
+    assert len(writes) < 10, writes
+
+
+def test_a_reply_does_not_wait_for_code_not_known_to_be_quick(harness: LoopHarness) -> None:
+    def script(h: LoopHarness) -> None:
+        h.send(eval_frame(1, "return 1"))
+        assert h.recv() == (REPLY_OK, 1, 1)
+        t0 = time.monotonic()
+        h.send(eval_frame(2, "return 1") + eval_frame(3, "import time\ntime.sleep(1)\nreturn 3"))
+        assert h.recv() == (REPLY_OK, 2, 1)
+        assert time.monotonic() - t0 < 0.5
+        assert h.recv() == (REPLY_OK, 3, 3)
+
+    harness.run(script)
+
+
+def test_code_that_was_slow_is_not_quick_any_more(harness: LoopHarness) -> None:
+    harness.env["delay"] = 0.0
+
+    def script(h: LoopHarness) -> None:
+        code = "import time\ntime.sleep(delay)\nreturn 0"
+        h.send(eval_frame(1, code))
+        assert h.recv() == (REPLY_OK, 1, 0)
+        h.env["delay"] = 0.3
+        h.send(eval_frame(2, code))
+        assert h.recv() == (REPLY_OK, 2, 0)
+        # Slow last time: the reply before it is written before it runs.
+        t0 = time.monotonic()
+        h.send(eval_frame(3, "return 1") + eval_frame(4, code))
+        assert h.recv() == (REPLY_OK, 3, 1)
+        assert time.monotonic() - t0 < 0.25
+        assert h.recv() == (REPLY_OK, 4, 0)
+
+    harness.run(script)
+
+
+def test_the_batch_itself() -> None:
+    batch = ReplyBatch()
+    assert not batch.hold(b"x")  # not handling frames: written at once
+    batch.depth = 1
+    assert batch.hold(b"ab") and batch.hold(b"c")
+    assert not batch.hold(b"x" * (reply_batch.MAX_FRAME + 1))
+    assert batch.take() == b"abc" and batch.take() == b""
+    assert not batch.is_quick("code") and not batch.is_quick(None)
+    batch.ran("code", reply_batch.QUICK / 2)
+    assert batch.is_quick("code")
+    batch.ran("code", reply_batch.QUICK * 2)
+    assert not batch.is_quick("code")
+    while not batch.full():
+        batch.hold(b"x" * 1000)
