@@ -13,13 +13,9 @@ seconds = String.to_integer(System.get_env("SECONDS", "3"))
 {:ok, env} = Snex.make_env(interpreter)
 call = fn -> {:ok, 1} = Snex.pyeval(env, "return 1") end
 
-# Warm up both paths.
-Bench.sample(500, call)
 port = Bench.open_raw_pipe()
-Bench.sample(500, fn -> Bench.raw_roundtrip(port, "x") end)
-
-raw = Bench.sample(n, fn -> Bench.raw_roundtrip(port, "x") end)
-snex = Bench.sample(n, call)
+raw = Bench.port_latency(port, n)
+snex = Bench.pyeval_latency(env, n)
 
 {os_median, os_p99} = Bench.native_pipe_floor(n)
 raw_tput = Bench.throughput_here(seconds, fn -> Bench.raw_roundtrip(port, "x") end)

@@ -35,21 +35,14 @@ rows =
   for {name, data, enc, n, python_expr} <- cases do
     size = :erlang.external_size(data)
 
-    to_python =
-      Bench.sample(n, fn ->
-        {:ok, nil} =
-          Snex.pyeval(env, "x = None", %{"x" => data}, encoding_opts: enc, timeout: :infinity)
-      end)
-
-    {:ok, nil} = Snex.pyeval(env, "data = " <> python_expr, timeout: :infinity)
-
-    to_elixir =
-      Bench.sample(n, fn -> {:ok, _} = Snex.pyeval(env, "return data", timeout: :infinity) end)
+    to_python = Bench.to_python(env, data, enc, n)
+    to_elixir = Bench.to_elixir(env, python_expr, n)
 
     {:ok, [dumps_ms, loads_ms, pickled]} =
       Snex.pyeval(
         env,
         """
+        data = #{python_expr}
         import pickle, time, statistics
         d, l = [], []
         for _ in range(n):

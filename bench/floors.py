@@ -1,0 +1,164 @@
+"""The floors of the benchmarks: what the OS and Python alone give, with no BEAM and no Snex.
+
+Run by bench/bench_helper.exs as ``python3 bench/floors.py MODE ARGS...``:
+
+- ``transfer SIZE RUNS PLACEMENT``: a child process writes SIZE bytes into a pipe (the
+  default pipe size), the parent reads them into a preallocated ``bytearray`` with
+  ``os.readv``; prints the duration of each run in µs, from the parent's "go" to its last byte
+  read.
+- ``pickle SIZE RUNS``: ``pickle.dumps(data, 5)`` then ``pickle.loads`` of ``b"x" * SIZE``;
+  prints the duration of each run in µs.
+- ``pingpong RUNS PLACEMENT``: a 4-byte ping-pong through two pipes between two processes;
+  prints the round trip of each run in µs.
+- ``cpus``: prints how many CPUs the two processes can be pinned to (0 without
+  ``os.sched_setaffinity``).
+- ``echo``: a minimal echo loop of 4-byte length-prefixed packets on stdin/stdout, for a BEAM
+  port (the port ping-pong).
+
+PLACEMENT is ``same`` (both processes pinned to one CPU), ``apart`` (pinned to two CPUs) or
+``any`` (left to the OS). Where the two processes run matters: on a virtual machine a wake-up
+across CPUs can cost tens of µs, and the OS, left alone, keeps a pair on one CPU or on two
+from one run to the next. Every timed mode runs a few warm-up rounds first and prints one
+number per line.
+"""
+
+import os
+import pickle
+import sys
+import time
+
+WARMUP = 2
+
+
+def pinnable_cpus() -> int:
+    """How many CPUs this process may run on, if it can pin itself; else 0."""
+    if not hasattr(os, "sched_setaffinity"):
+        return 0
+    return len(os.sched_getaffinity(0))
+
+
+def pin(placement: str, child: bool) -> None:
+    """Pins this process (the child, or the parent, of a pair) as ``placement`` says."""
+    if placement == "any":
+        return
+    cpus = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, {cpus[0] if child or placement == "same" else cpus[1]})
+
+
+def write_all(fd: int, view: memoryview) -> None:
+    """Writes the whole of ``view`` into ``fd``."""
+    sent = 0
+    while sent < len(view):
+        sent += os.write(fd, view[sent:])
+
+
+def transfer(size: int, runs: int, placement: str) -> list[float]:
+    """Moves ``size`` bytes from a child process to this one through a pipe, ``runs`` times."""
+    go_r, go_w = os.pipe()
+    data_r, data_w = os.pipe()
+    pid = os.fork()
+    pin(placement, child=pid == 0)
+    if pid == 0:
+        os.close(go_w)
+        os.close(data_r)
+        view = memoryview(b"x" * size)
+        while os.read(go_r, 1):
+            write_all(data_w, view)
+        os._exit(0)
+    os.close(go_r)
+    os.close(data_w)
+    view = memoryview(bytearray(size))
+    samples = []
+    for i in range(WARMUP + runs):
+        t0 = time.perf_counter()
+        os.write(go_w, b"g")
+        have = 0
+        while have < size:
+            have += os.readv(data_r, [view[have:]])
+        if i >= WARMUP:
+            samples.append((time.perf_counter() - t0) * 1e6)
+    os.close(go_w)
+    os.waitpid(pid, 0)
+    return samples
+
+
+def pickle_alone(size: int, runs: int) -> list[float]:
+    """``pickle.dumps(data, 5)`` + ``pickle.loads`` of ``size`` bytes, ``runs`` times."""
+    data = b"x" * size
+    samples = []
+    for i in range(WARMUP + runs):
+        t0 = time.perf_counter()
+        pickle.loads(pickle.dumps(data, 5))
+        if i >= WARMUP:
+            samples.append((time.perf_counter() - t0) * 1e6)
+    return samples
+
+
+def pingpong(runs: int, placement: str) -> list[float]:
+    """Round trips of a 4-byte message between this process and a child, through two pipes."""
+    to_child_r, to_child_w = os.pipe()
+    to_parent_r, to_parent_w = os.pipe()
+    pid = os.fork()
+    pin(placement, child=pid == 0)
+    if pid == 0:
+        os.close(to_child_w)
+        os.close(to_parent_r)
+        while data := os.read(to_child_r, 64):
+            os.write(to_parent_w, data)
+        os._exit(0)
+    os.close(to_child_r)
+    os.close(to_parent_w)
+    warmup = 500
+    samples = []
+    for i in range(warmup + runs):
+        t0 = time.perf_counter()
+        os.write(to_child_w, b"ping")
+        os.read(to_parent_r, 64)
+        if i >= warmup:
+            samples.append((time.perf_counter() - t0) * 1e6)
+    os.close(to_child_w)
+    os.waitpid(pid, 0)
+    return samples
+
+
+def read_exact(n: int) -> bytes:
+    """Reads exactly ``n`` bytes from stdin; exits when it is closed."""
+    data = b""
+    while len(data) < n:
+        chunk = os.read(0, n - len(data))
+        if not chunk:
+            sys.exit(0)
+        data += chunk
+    return data
+
+
+def echo() -> None:
+    """Echoes 4-byte length-prefixed packets from stdin to stdout until stdin closes."""
+    while True:
+        head = read_exact(4)
+        body = read_exact(int.from_bytes(head, "big"))
+        os.write(1, head + body)
+
+
+def main(argv: list[str]) -> None:
+    """Runs the mode named by ``argv[0]`` and prints its samples, one per line."""
+    mode, args = argv[0], argv[1:]
+    if mode == "echo":
+        echo()
+        return
+    if mode == "cpus":
+        print(pinnable_cpus())
+        return
+    if mode == "transfer":
+        samples = transfer(int(args[0]), int(args[1]), args[2])
+    elif mode == "pickle":
+        samples = pickle_alone(int(args[0]), int(args[1]))
+    elif mode == "pingpong":
+        samples = pingpong(int(args[0]), args[1])
+    else:
+        sys.exit(f"unknown mode: {mode}")
+    sys.stdout.write("".join(f"{s:.3f}\n" for s in samples))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
