@@ -344,6 +344,42 @@ defmodule Snex.TransportTest do
     end
   end
 
+  describe "pipe capacity" do
+    @pipe_sizes "import fcntl\nreturn [fcntl.fcntl(fd, 1032) for fd in (3, 4)]"
+
+    test "the pipe to Python holds at most an eighth of busy_limits_port's high watermark" do
+      # The busy limit sees what the pipe has not accepted: with a small high watermark the
+      # pipe keeps its default 64 KiB. (From Python it may grow, budget permitting.)
+      i = start_interpreter(busy_limits_port: @small_limits)
+      assert {:ok, [65_536, from_python]} = Snex.pyeval(i, @pipe_sizes)
+      assert from_python in [65_536, 1_048_576]
+    end
+
+    test "pipes grow to 1 MiB within a budget of 16 MiB per OS process, given back on exit" do
+      {peer, node} =
+        Snex.Test.Cluster.start_peer(:"snex_pipes_#{System.unique_integer([:positive])}")
+
+      sizes = fn i -> :erpc.call(node, Snex, :pyeval, [i, @pipe_sizes]) end
+
+      interpreters =
+        for _ <- 1..10 do
+          {:ok, i} = :erpc.call(node, Snex.Test.Cluster, :start_interpreter, [[]])
+          i
+        end
+
+      all = Enum.map(interpreters, &sizes.(&1))
+      # Each takes 2 x (1 MiB - 64 KiB) of the budget: eight get both pipes grown.
+      assert Enum.take(all, 8) == List.duplicate({:ok, [1_048_576, 1_048_576]}, 8)
+      assert {:ok, [65_536, 65_536]} in Enum.drop(all, 8)
+
+      for i <- interpreters, do: :ok = :erpc.call(node, GenServer, :stop, [i])
+
+      {:ok, i} = :erpc.call(node, Snex.Test.Cluster, :start_interpreter, [[]])
+      assert {:ok, [1_048_576, 1_048_576]} = sizes.(i)
+      :peer.stop(peer)
+    end
+  end
+
   ## Helpers
 
   defp start_interpreter(port_opts) do

@@ -6,5 +6,6 @@
 pub mod frame;
 pub mod interrupt;
 pub mod pickle;
+pub mod pipe_capacity;
 pub mod process;
 pub mod writer;

@@ -339,3 +339,24 @@ fn bad_buffer_tables_are_refused() {
         Err(FrameError::NotPickle(b'x'))
     ));
 }
+
+#[test]
+fn a_lying_buffer_table_allocates_at_most_the_first_step() {
+    // A table claiming a buffer of 3 GiB, then the stream ends.
+    let pickle = b"\x80\x05\x97.";
+    let claimed = 3usize << 30;
+    let table = encode_buffer_table([(buffer_kind::BYTES, claimed)].into_iter());
+    let len = table.len() + pickle.len() + claimed;
+    let mut data = encode_header(kind::REPLY_OK | OUT_OF_BAND, 1, len)
+        .unwrap()
+        .to_vec();
+    data.extend_from_slice(&table);
+    data.extend_from_slice(pickle);
+    data.extend_from_slice(b"a few bytes");
+    let (result, largest) = largest_alloc(|| FrameReader::new(&data[..]).read_frame());
+    assert!(matches!(result, Err(FrameError::Truncated)));
+    assert!(
+        largest <= 256 * 1024 * 1024 + 4096,
+        "allocated {largest} bytes"
+    );
+}

@@ -6,7 +6,8 @@
 use std::sync::{Arc, OnceLock, Weak};
 
 use rustler::{Encoder, LocalPid, OwnedEnv};
-use snex_core::process::{self, SpawnSpec};
+use snex_core::pipe_capacity::{self, Grant, PROCESS_BUDGET};
+use snex_core::process::{self, SpawnSpec, Spawned};
 
 use crate::interpreter::{Interpreter, Transport};
 use crate::loss::Loss;
@@ -22,6 +23,7 @@ pub fn start(
     capture_output: bool,
 ) -> std::io::Result<Arc<Interpreter>> {
     let spawned = process::spawn(spec)?;
+    let pipe_grants = grow_pipes(&spawned, &transport);
     // The writer starts before the interpreter state exists; it finds it here when a write
     // fails.
     let slot: Arc<OnceLock<Weak<Interpreter>>> = Arc::new(OnceLock::new());
@@ -43,6 +45,7 @@ pub fn start(
         transport,
         default_encoding,
         capture_output,
+        pipe_grants,
     ));
     let _ = slot.set(Arc::downgrade(&interp));
     reader::start(interp.clone(), spawned.from_child)?;
@@ -69,4 +72,21 @@ pub fn start(
             });
         })?;
     Ok(interp)
+}
+
+/// Grows both pipes (see [`pipe_capacity`]): the one from Python to
+/// [`pipe_capacity::LARGE`]; the one to Python as well, but to at most an eighth of the high
+/// watermark of `busy_limits_port`, since what the pipe holds is not seen by that limit.
+fn grow_pipes(spawned: &Spawned, transport: &Transport) -> Vec<Grant> {
+    let to_python = match transport.port_limits {
+        None => pipe_capacity::LARGE,
+        Some((_, high)) => (high / 8).min(pipe_capacity::LARGE),
+    };
+    [
+        pipe_capacity::enlarge(&spawned.from_child, pipe_capacity::LARGE, &PROCESS_BUDGET),
+        pipe_capacity::enlarge(&spawned.to_child, to_python, &PROCESS_BUDGET),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
 }
