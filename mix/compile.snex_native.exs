@@ -5,7 +5,8 @@ defmodule Mix.Tasks.Compile.SnexNative do
   @moduledoc """
   Builds `native/snex_nif` and `native/snex_helper` with `cargo build --release` and copies the
   library and the `snex_helper` program (which starts and watches Python) to `priv/native/` of
-  the application's build directory, then copies the `snex` Python package to `priv/python/`.
+  the application's build directory, then copies the `snex` Python package to `priv/python/`
+  and compiles it to bytecode there (see `compile_python/2`).
   Cargo runs only when a Rust source, `Cargo.toml` or `Cargo.lock` is newer than the installed
   library, or the helper is missing; its output (which crate it is compiling) is shown as it
   comes.
@@ -35,7 +36,13 @@ defmodule Mix.Tasks.Compile.SnexNative do
       build(root, native, default_target_dir: default_target_dir())
     end
 
-    :ok = install_python(Path.join(root, "python/snex"), Path.join(priv, "python/snex"))
+    dest = Path.join(priv, "python/snex")
+    changed? = install_python(Path.join(root, "python/snex"), dest)
+
+    if changed? or not File.dir?(Path.join(dest, "__pycache__")) do
+      compile_python(dest, System.find_executable("python3") || System.find_executable("python"))
+    end
+
     {:ok, []}
   end
 
@@ -268,24 +275,66 @@ defmodule Mix.Tasks.Compile.SnexNative do
     end
   end
 
+  # Copies the package's sources that differ; returns whether anything changed.
   defp install_python(src, dest) do
     File.mkdir_p!(dest)
 
-    for file <- Path.wildcard(Path.join(src, "**/*.py")) do
-      target = Path.join(dest, Path.relative_to(file, src))
-
-      unless File.exists?(target) and File.read!(target) == File.read!(file) do
+    copied =
+      for file <- Path.wildcard(Path.join(src, "**/*.py")),
+          target = Path.join(dest, Path.relative_to(file, src)),
+          not (File.exists?(target) and File.read!(target) == File.read!(file)) do
         File.mkdir_p!(Path.dirname(target))
         File.cp!(file, target)
       end
-    end
 
-    # Remove files that no longer exist in the source.
-    for file <- Path.wildcard(Path.join(dest, "**/*.py")),
-        not File.exists?(Path.join(src, Path.relative_to(file, dest))) do
-      File.rm!(file)
-    end
+    # Remove files that no longer exist in the source, with their bytecode.
+    removed =
+      for file <- Path.wildcard(Path.join(dest, "**/*.py")),
+          not File.exists?(Path.join(src, Path.relative_to(file, dest))) do
+        File.rm!(file)
+        cache = Path.join(Path.dirname(file), "__pycache__")
 
-    :ok
+        Enum.each(
+          Path.wildcard(Path.join(cache, Path.basename(file, ".py") <> ".*.pyc")),
+          &File.rm!/1
+        )
+      end
+
+    copied != [] or removed != []
+  end
+
+  @doc """
+  Compiles the Python package in `dir` to bytecode (`__pycache__/*.pyc`, checked against a
+  hash of the source, so that copies with new timestamps, as in a release, still use them) with
+  `python`. Python then loads the package without compiling its sources at every start, even
+  where it may not write bytecode itself (`PYTHONDONTWRITEBYTECODE`, a read-only directory).
+  The bytecode is for `python`'s version only: another version compiles the sources as before.
+  Does nothing when `python` is nil. A failure prints a warning and leaves an empty
+  `__pycache__`, so that the next compiles do not try again until a source changes.
+  """
+  @spec compile_python(Path.t(), Path.t() | nil) :: :ok
+  def compile_python(_dir, nil), do: :ok
+
+  def compile_python(dir, python) do
+    args = ["-m", "compileall", "-q", "--invalidation-mode", "checked-hash", dir]
+
+    case System.cmd(python, args, stderr_to_stdout: true) do
+      {_, 0} ->
+        :ok
+
+      {output, status} ->
+        not_compiled(dir, "#{python} exited with status #{status}\n#{output}")
+    end
+  rescue
+    e in ErlangError -> not_compiled(dir, "cannot run #{python}: #{Exception.message(e)}")
+  end
+
+  defp not_compiled(dir, why) do
+    File.mkdir_p!(Path.join(dir, "__pycache__"))
+
+    Mix.shell().info(
+      "warning: the snex Python package was not compiled to bytecode (Python compiles it " <>
+        "at each start instead): #{why}"
+    )
   end
 end

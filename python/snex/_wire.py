@@ -7,11 +7,13 @@ unpickling what Elixir sends.
 
 from __future__ import annotations
 
-import datetime as dt
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .types import Atom, Term
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 
 def atom(name: str) -> Atom:
@@ -54,6 +56,8 @@ def aware_datetime(
     ``zoneinfo.ZoneInfo`` of `time_zone` when Python knows that zone and it gives the same UTC
     offset at that time; else at a fixed offset (``datetime.timezone``) named `zone_abbr`.
     The wall time and the offset, hence the instant, are kept in every case."""
+    import datetime as dt  # on first use: start-up does not pay for it
+
     naive = dt.datetime(year, month, day, hour, minute, second, microsecond)
     offset = dt.timedelta(seconds=utc_offset + std_offset)
     if time_zone == "Etc/UTC" and not offset:

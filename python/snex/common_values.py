@@ -10,18 +10,24 @@
 - ``datetime.date``/``time``/``datetime`` → a dict with the key ``Atom("__struct__")``, which
   Elixir receives as a ``Date``, ``Time``, ``NaiveDateTime`` or ``DateTime`` struct (see
   `datetime_struct` for the time zone rule).
+
+The modules of these types (``datetime``, ``decimal``, ``numbers``) are not imported here: a
+value of one of them exists only once its module has been imported, so the encoder looks for
+them in ``sys.modules`` and start-up does not pay for them (see "Start-up" in
+docs/decisions.md).
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import decimal
-import numbers
+import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .encode_errors import Unencodable, type_name
 from .types import Atom
+
+if TYPE_CHECKING:
+    import datetime as dt
 
 Converter = Callable[[Any], Any]
 
@@ -48,20 +54,29 @@ def converter_for(cls: type) -> Converter | None:
 
 
 def _find(cls: type) -> Converter | None:
-    if issubclass(cls, dt.datetime):
-        return datetime_struct
-    if issubclass(cls, dt.date):
-        return date_struct
-    if issubclass(cls, dt.time):
-        return time_struct
-    if issubclass(cls, decimal.Decimal):
+    modules = sys.modules
+    # Whatever makes these values imports `datetime` (its C API too), or `_datetime` alone.
+    calendar = modules.get("datetime") or modules.get("_datetime")
+    if calendar is not None:
+        if issubclass(cls, calendar.datetime):
+            return datetime_struct
+        if issubclass(cls, calendar.date):
+            return date_struct
+        if issubclass(cls, calendar.time):
+            return time_struct
+    # `decimal` re-exports `_decimal`, which may be imported alone.
+    decimal = modules.get("decimal") or modules.get("_decimal")
+    if decimal is not None and issubclass(cls, decimal.Decimal):
         return str
     if cls.__module__ == "numpy" and cls.__name__ in ("bool", "bool_"):
         return bool
-    if issubclass(cls, numbers.Integral):
-        return int
-    if issubclass(cls, numbers.Real):
-        return exact_float
+    # A type is registered with the `numbers` ABCs (or derives from them) through the module.
+    numbers = modules.get("numbers")
+    if numbers is not None:
+        if issubclass(cls, numbers.Integral):
+            return int
+        if issubclass(cls, numbers.Real):
+            return exact_float
     return None
 
 
@@ -100,7 +115,6 @@ _ETC_UTC = "Etc/UTC"
 _UTC_KEYS = frozenset(
     {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu"}
 )
-_SECOND_DELTA = dt.timedelta(seconds=1)
 
 
 def date_struct(d: dt.date) -> dict[Atom, Any]:
@@ -140,6 +154,9 @@ def datetime_struct(d: dt.datetime) -> dict[Atom, Any]:
     time zone (``datetime.timezone``, other libraries) is converted to UTC (``"Etc/UTC"``),
     like Elixir's ``DateTime.from_iso8601/1`` does. The instant is kept in every case.
     """
+    import datetime as dt  # imported already: `d` is one of its values
+
+    second = dt.timedelta(seconds=1)
     offset = d.utcoffset()
     fields: dict[Atom, Any] = {
         _STRUCT: _NAIVE if offset is None else _DATETIME,
@@ -156,17 +173,12 @@ def datetime_struct(d: dt.datetime) -> dict[Atom, Any]:
         return fields
     key = getattr(d.tzinfo, "key", None)
     dst = d.dst() or dt.timedelta(0)
-    if (
-        type(key) is str
-        and key not in _UTC_KEYS
-        and not offset % _SECOND_DELTA
-        and not dst % _SECOND_DELTA
-    ):
+    if type(key) is str and key not in _UTC_KEYS and not offset % second and not dst % second:
         abbr = d.tzname()
         fields[_TIME_ZONE] = key
         fields[_ZONE_ABBR] = abbr if type(abbr) is str else key
-        fields[_UTC_OFFSET] = (offset - dst) // _SECOND_DELTA
-        fields[_STD_OFFSET] = dst // _SECOND_DELTA
+        fields[_UTC_OFFSET] = (offset - dst) // second
+        fields[_STD_OFFSET] = dst // second
         return fields
     if offset:
         utc = d.replace(tzinfo=None) - offset

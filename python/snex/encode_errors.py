@@ -9,7 +9,6 @@ container once (recursive structures end).
 from __future__ import annotations
 
 import inspect
-import numbers
 import types
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -146,6 +145,8 @@ def _key_repr(key: Any) -> str | None:
 
 def hint(obj: Any) -> str | None:
     """The usual fix when `obj` cannot be encoded, if there is a well-known one."""
+    import numbers  # only after an encode failed: start-up does not pay for it
+
     if inspect.isawaitable(obj):
         return "did you forget `await`?"
     if isinstance(obj, (types.GeneratorType, types.AsyncGeneratorType)):

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import codec, encoding
-from .encoding import EncodingOpts
+from . import codec
 from .runner import CALL, CAST, SEND, Link, link
 from .types import Atom, Term
+
+if TYPE_CHECKING:
+    from .encoding import EncodingOpts
 
 Name = str | Atom
 
@@ -99,7 +101,11 @@ async def call(
     `result_encoding_opts` (``snex.EncodingOpts``, or a dict of strings) override the
     interpreter's encoding options for the result.
     """
-    opts = encoding.to_wire(result_encoding_opts)
+    opts = None
+    if result_encoding_opts is not None:
+        from . import encoding  # imported when first needed: start-up does not pay for it
+
+        opts = encoding.to_wire(result_encoding_opts)
     conn = link()
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Any] = loop.create_future()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .encoding import EncodingOpts
 from .interface import call, cast
+
+if TYPE_CHECKING:
+    from .encoding import EncodingOpts
 
 
 class BeamModuleProxy:

@@ -1,7 +1,8 @@
 //! Starting, watching and stopping a Python OS process.
 //!
 //! Python is started by a small helper program, `snex_helper` (crate `native/snex_helper`,
-//! installed next to the NIF), which the NIF forks and execs:
+//! installed next to the NIF), which the NIF starts (`posix_spawn` on Linux, `fork` and exec
+//! elsewhere):
 //!
 //! * The BEAM ignores `SIGCHLD`, so the kernel reaps its children at once and their exit status
 //!   is lost to `wait`. The helper resets `SIGCHLD`, starts the target program (Python, or the
@@ -23,7 +24,9 @@ use std::fs::File;
 use std::io;
 use std::io::Read;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+#[cfg(not(target_os = "linux"))]
 use std::os::unix::process::CommandExt;
+#[cfg(not(target_os = "linux"))]
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
@@ -94,6 +97,8 @@ const HELPER_LIFELINE_FD: RawFd = 6;
 const TAG_PID: u8 = b'p';
 const TAG_START_ERROR: u8 = b'e';
 const TAG_EXIT: u8 = b'x';
+/// The lowest fd above those the helper gets.
+const FIRST_FREE_FD: RawFd = 7;
 
 /// Starts the child described by `spec` through its helper.
 pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
@@ -108,55 +113,30 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     let (status_read, status_write) = pipe()?;
     let (lifeline_read, lifeline_write) = pipe()?;
 
-    let mut cmd = Command::new(&spec.helper);
-    cmd.arg(if spec.use_stdio { "stdio" } else { "fds" });
-    cmd.arg(&spec.program);
-    cmd.args(&spec.args);
-    for (k, v) in &spec.env {
-        cmd.env(k, v);
-    }
-    if let Some(cd) = &spec.cd {
-        cmd.current_dir(cd);
-    }
-    // The group exists from the start, before the helper runs.
-    cmd.process_group(0);
-    cmd.stderr(Stdio::inherit());
-
-    let mut moves = [
-        (status_write.as_raw_fd(), HELPER_STATUS_FD),
-        (lifeline_read.as_raw_fd(), HELPER_LIFELINE_FD),
-        (-1, HELPER_TRANSPORT_READ_FD),
-        (-1, HELPER_TRANSPORT_WRITE_FD),
-    ];
-    // The child's ends must stay open until it has been spawned, and be closed right after.
-    let child_ends = if spec.use_stdio {
-        cmd.stdin(Stdio::from(child_read));
-        cmd.stdout(Stdio::from(child_write));
-        None
+    let (stdio, moves) = if spec.use_stdio {
+        (
+            Some((child_read.as_raw_fd(), child_write.as_raw_fd())),
+            [
+                (status_write.as_raw_fd(), HELPER_STATUS_FD),
+                (lifeline_read.as_raw_fd(), HELPER_LIFELINE_FD),
+                (-1, HELPER_TRANSPORT_READ_FD),
+                (-1, HELPER_TRANSPORT_WRITE_FD),
+            ],
+        )
     } else {
-        cmd.stdin(Stdio::null());
-        cmd.stdout(Stdio::inherit());
-        moves[2].0 = child_read.as_raw_fd();
-        moves[3].0 = child_write.as_raw_fd();
-        Some((child_read, child_write))
+        (
+            None,
+            [
+                (status_write.as_raw_fd(), HELPER_STATUS_FD),
+                (lifeline_read.as_raw_fd(), HELPER_LIFELINE_FD),
+                (child_read.as_raw_fd(), HELPER_TRANSPORT_READ_FD),
+                (child_write.as_raw_fd(), HELPER_TRANSPORT_WRITE_FD),
+            ],
+        )
     };
-
-    // SAFETY: the closure only calls fcntl and dup2 (async-signal-safe) on plain integers.
-    unsafe {
-        cmd.pre_exec(move || place_fds(&moves));
-    }
-
-    // std reaps the child itself when exec fails, and that wait panics when SIGCHLD is
-    // ignored (as in the BEAM); the check above makes that path rare, this makes it harmless.
-    let child = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd.spawn()))
-        .map_err(|_| io::Error::other("cannot start the Snex process helper"))??;
-    drop(child_ends);
-    drop(cmd);
-    drop(status_write);
-    drop(lifeline_read);
-    let pgid = child.id();
-    // The helper is reaped by the kernel (or by `wait`); the std handle is not needed.
-    drop(child);
+    let pgid = start_helper(spec, stdio, &moves)?;
+    // The child's ends are the helper's now.
+    drop((child_read, child_write, status_write, lifeline_read));
     let mut status_pipe = File::from(status_read);
     let started = match read_record(&mut status_pipe) {
         Some((TAG_PID, pid)) => Ok(pid),
@@ -201,8 +181,260 @@ pub fn spawn(spec: &SpawnSpec) -> io::Result<Spawned> {
     })
 }
 
+/// Starts the helper (`spec.helper fds|stdio PROGRAM ARGS...`) in a new process group, with the
+/// environment and working directory of `spec`; returns its pid. `stdio` is `Some((stdin,
+/// stdout))` for the stdio transport (else stdin is `/dev/null` and stdout is inherited), and
+/// each `(from, to)` of `moves` puts fd `from` at `to` (`from` of -1: nothing at `to`).
+///
+/// On Linux this is `posix_spawn`, which the C library implements with `vfork` semantics: the
+/// BEAM's address space is not copied, as `fork` does (milliseconds for a large VM, plus
+/// copy-on-write faults for the whole VM until the child has exec'ed; see "Start-up" in
+/// `docs/decisions.md`).
+#[cfg(target_os = "linux")]
+fn start_helper(
+    spec: &SpawnSpec,
+    stdio: Option<(RawFd, RawFd)>,
+    moves: &[(RawFd, RawFd)],
+) -> io::Result<u32> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+
+    // Without the text: it may be a secret of the environment.
+    let c_string = |s: &OsStr| {
+        CString::new(s.as_bytes()).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "nul byte found in an argument or environment variable",
+            )
+        })
+    };
+    let mode = OsStr::new(if spec.use_stdio { "stdio" } else { "fds" });
+    let mut argv = vec![
+        c_string(&spec.helper)?,
+        c_string(mode)?,
+        c_string(&spec.program)?,
+    ];
+    for arg in &spec.args {
+        argv.push(c_string(arg)?);
+    }
+    // The inherited environment with the spec's variables on top (as `Command` does).
+    let mut env: Vec<(OsString, OsString)> = std::env::vars_os()
+        .filter(|(k, _)| !spec.env.iter().any(|(key, _)| key == k))
+        .collect();
+    env.extend(spec.env.iter().cloned());
+    let mut envp = Vec::with_capacity(env.len());
+    for (k, v) in &env {
+        let mut entry = k.clone();
+        entry.push("=");
+        entry.push(v);
+        envp.push(c_string(&entry)?);
+    }
+    let cd = spec.cd.as_deref().map(c_string).transpose()?;
+    let dev_null = c_string(OsStr::new("/dev/null"))?;
+
+    // Every source goes above the targets first (close-on-exec, so that only the file
+    // actions' dup2s reach the helper): no dup2 then clobbers another source.
+    let raise = |fd: RawFd| -> io::Result<Option<OwnedFd>> {
+        if fd < 0 {
+            return Ok(None);
+        }
+        // SAFETY: fcntl on an fd we own; the result is a new fd we then own.
+        let high = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, FIRST_FREE_FD) };
+        if high < 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // SAFETY: `high` was just created and is owned by nobody else.
+        Ok(Some(unsafe {
+            <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(high)
+        }))
+    };
+    let mut placed = Vec::with_capacity(moves.len() + 2);
+    if let Some((stdin, stdout)) = stdio {
+        placed.push((raise(stdin)?, 0));
+        placed.push((raise(stdout)?, 1));
+    }
+    for &(from, to) in moves {
+        placed.push((raise(from)?, to));
+    }
+
+    let mut argv_ptrs: Vec<*mut libc::c_char> = argv.iter().map(|a| a.as_ptr() as *mut _).collect();
+    argv_ptrs.push(std::ptr::null_mut());
+    let mut envp_ptrs: Vec<*mut libc::c_char> = envp.iter().map(|e| e.as_ptr() as *mut _).collect();
+    envp_ptrs.push(std::ptr::null_mut());
+
+    let mut spawn = SpawnAttrs::new()?;
+    // SAFETY: the attribute objects are initialised by `SpawnAttrs::new` and destroyed by its
+    // drop; every pointer passed stays valid until posix_spawn returns.
+    unsafe {
+        let check = |rc: libc::c_int| {
+            if rc == 0 {
+                Ok(())
+            } else {
+                Err(io::Error::from_raw_os_error(rc))
+            }
+        };
+        if stdio.is_none() {
+            check(libc::posix_spawn_file_actions_addopen(
+                &mut spawn.actions,
+                0,
+                dev_null.as_ptr(),
+                libc::O_RDONLY,
+                0,
+            ))?;
+        }
+        for (fd, to) in &placed {
+            if let Some(fd) = fd {
+                check(libc::posix_spawn_file_actions_adddup2(
+                    &mut spawn.actions,
+                    fd.as_raw_fd(),
+                    *to,
+                ))?;
+            }
+        }
+        if let Some(cd) = &cd {
+            check(libc::posix_spawn_file_actions_addchdir_np(
+                &mut spawn.actions,
+                cd.as_ptr(),
+            ))?;
+        }
+        // A new process group, an empty signal mask, and SIGPIPE back to its default (the
+        // BEAM ignores it), as `Command` does; the helper resets the rest for the program.
+        let mut empty: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut empty);
+        let mut defaults: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut defaults);
+        libc::sigaddset(&mut defaults, libc::SIGPIPE);
+        check(libc::posix_spawnattr_setpgroup(&mut spawn.attr, 0))?;
+        check(libc::posix_spawnattr_setsigmask(&mut spawn.attr, &empty))?;
+        check(libc::posix_spawnattr_setsigdefault(
+            &mut spawn.attr,
+            &defaults,
+        ))?;
+        check(libc::posix_spawnattr_setflags(
+            &mut spawn.attr,
+            (libc::POSIX_SPAWN_SETPGROUP
+                | libc::POSIX_SPAWN_SETSIGMASK
+                | libc::POSIX_SPAWN_SETSIGDEF) as libc::c_short,
+        ))?;
+        let mut pid: libc::pid_t = 0;
+        let run = if spec.helper.as_bytes().contains(&b'/') {
+            libc::posix_spawn
+        } else {
+            libc::posix_spawnp
+        };
+        check(run(
+            &mut pid,
+            argv[0].as_ptr(),
+            &spawn.actions,
+            &spawn.attr,
+            argv_ptrs.as_ptr(),
+            envp_ptrs.as_ptr(),
+        ))?;
+        Ok(pid as u32)
+    }
+}
+
+/// The file actions and attributes of one `posix_spawn`, destroyed when dropped.
+#[cfg(target_os = "linux")]
+struct SpawnAttrs {
+    actions: libc::posix_spawn_file_actions_t,
+    attr: libc::posix_spawnattr_t,
+}
+
+#[cfg(target_os = "linux")]
+impl SpawnAttrs {
+    fn new() -> io::Result<Box<Self>> {
+        // SAFETY: zeroed storage, then initialised by the init functions before any use; a
+        // failed init destroys what was initialised.
+        unsafe {
+            let mut this = Box::new(SpawnAttrs {
+                actions: std::mem::zeroed(),
+                attr: std::mem::zeroed(),
+            });
+            let rc = libc::posix_spawn_file_actions_init(&mut this.actions);
+            if rc != 0 {
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            let rc = libc::posix_spawnattr_init(&mut this.attr);
+            if rc != 0 {
+                libc::posix_spawn_file_actions_destroy(&mut this.actions);
+                return Err(io::Error::from_raw_os_error(rc));
+            }
+            Ok(this)
+        }
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SpawnAttrs {
+    fn drop(&mut self) {
+        // SAFETY: both were initialised in `new`.
+        unsafe {
+            libc::posix_spawn_file_actions_destroy(&mut self.actions);
+            libc::posix_spawnattr_destroy(&mut self.attr);
+        }
+    }
+}
+
+/// [`start_helper`] with `fork` (through `Command`) where `posix_spawn` cannot change the
+/// working directory everywhere.
+#[cfg(not(target_os = "linux"))]
+fn start_helper(
+    spec: &SpawnSpec,
+    stdio: Option<(RawFd, RawFd)>,
+    moves: &[(RawFd, RawFd)],
+) -> io::Result<u32> {
+    use std::os::fd::BorrowedFd;
+
+    let mut cmd = Command::new(&spec.helper);
+    cmd.arg(if spec.use_stdio { "stdio" } else { "fds" });
+    cmd.arg(&spec.program);
+    cmd.args(&spec.args);
+    for (k, v) in &spec.env {
+        cmd.env(k, v);
+    }
+    if let Some(cd) = &spec.cd {
+        cmd.current_dir(cd);
+    }
+    // The group exists from the start, before the helper runs.
+    cmd.process_group(0);
+    cmd.stderr(Stdio::inherit());
+    match stdio {
+        Some((stdin, stdout)) => {
+            // SAFETY: both fds stay open until the helper has been spawned.
+            let (stdin, stdout) = unsafe {
+                (
+                    BorrowedFd::borrow_raw(stdin),
+                    BorrowedFd::borrow_raw(stdout),
+                )
+            };
+            cmd.stdin(Stdio::from(stdin.try_clone_to_owned()?));
+            cmd.stdout(Stdio::from(stdout.try_clone_to_owned()?));
+        }
+        None => {
+            cmd.stdin(Stdio::null());
+            cmd.stdout(Stdio::inherit());
+        }
+    }
+    let moves: Vec<(RawFd, RawFd)> = moves.to_vec();
+    // SAFETY: the closure only calls fcntl and dup2 (async-signal-safe) on plain integers.
+    unsafe {
+        cmd.pre_exec(move || place_fds(&moves));
+    }
+    // std reaps the child itself when exec fails, and that wait panics when SIGCHLD is
+    // ignored (as in the BEAM); the check in `spawn` makes that path rare, this makes it
+    // harmless.
+    let child = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cmd.spawn()))
+        .map_err(|_| io::Error::other("cannot start the Snex process helper"))??;
+    let pid = child.id();
+    // The helper is reaped by the kernel (or by `wait`); the std handle is not needed.
+    drop(child);
+    Ok(pid)
+}
+
 /// Runs in the forked child before it execs the helper: puts each `(from, to)` fd at `to`
 /// (without close-on-exec); `from` of -1 is skipped.
+#[cfg(not(target_os = "linux"))]
 fn place_fds(moves: &[(RawFd, RawFd)]) -> io::Result<()> {
     // SAFETY: fcntl and dup2 on plain integers.
     unsafe {
@@ -210,7 +442,7 @@ fn place_fds(moves: &[(RawFd, RawFd)]) -> io::Result<()> {
         let mut moved = [-1; 4];
         for (i, &(from, _)) in moves.iter().enumerate() {
             if from >= 0 {
-                moved[i] = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, 7);
+                moved[i] = libc::fcntl(from, libc::F_DUPFD_CLOEXEC, FIRST_FREE_FD);
                 if moved[i] < 0 {
                     return Err(io::Error::last_os_error());
                 }

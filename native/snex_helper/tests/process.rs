@@ -128,6 +128,28 @@ fn env_and_cd() {
 }
 
 #[test]
+#[cfg(target_os = "linux")] // reads /proc
+fn the_specs_variables_replace_inherited_ones() {
+    // PATH is inherited (the helper finds `sh` with it); HOME is replaced, not doubled (seen
+    // in the environment the helper got, as the shell would hide a duplicate).
+    let mut spec = sh("tr '\\0' '\\n' </proc/$PPID/environ | grep '^HOME=' >&4");
+    spec.env.push(("HOME".into(), "/snex-test-home".into()));
+    let mut s = spawn(&spec).unwrap();
+    let waiter = s.handle.clone();
+    let t = std::thread::spawn(move || waiter.wait());
+    assert_eq!(read_all(&mut s), "HOME=/snex-test-home\n");
+    assert_eq!(t.join().unwrap(), 0);
+}
+
+#[test]
+fn a_missing_working_directory_is_an_error() {
+    let mut spec = sh("true");
+    spec.cd = Some("/nonexistent/snex-test-dir".into());
+    let e = spawn(&spec).err().expect("spawn must fail");
+    assert_eq!(e.kind(), std::io::ErrorKind::NotFound, "{e}");
+}
+
+#[test]
 fn exit_codes_and_signals() {
     let s = spawn(&sh("exit 7")).unwrap();
     assert_eq!(s.handle.wait(), 7);
