@@ -90,7 +90,8 @@ defmodule Snex.Interpreter do
   with a low and a high watermark:
 
     * `busy_limits_port` counts every byte handed over by callers and not yet accepted by the
-      pipe (queued for the writer, or being written);
+      pipe (queued for the writer, or being written); the pipe itself holds up to an eighth of
+      `high` (at most 1 MiB, 64 KiB at least);
     * `busy_limits_msgq` counts the bytes handed over by callers that the writer thread has not
       yet taken from its queue (it takes everything queued at once, up to 64 requests, while the
       pipe accepts data; the queue grows while the writer is blocked on a full pipe).

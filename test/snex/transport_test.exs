@@ -129,7 +129,8 @@ defmodule Snex.TransportTest do
       i = start_interpreter(busy_limits_port: :disabled)
       {blocker, release} = block_python(i)
 
-      big = start_call(i, "return len(data)", %{"data" => payload(300_000)})
+      # More than the 1 MiB the pipe holds without a port limit.
+      big = start_call(i, "return len(data)", %{"data" => payload(3_000_000)})
       assert in_function?(big, :await)
       assert stats(i).port_queued > @high
 
@@ -139,7 +140,7 @@ defmodule Snex.TransportTest do
 
       release.()
       assert {:ok, "released"} = Task.await(blocker, 10_000)
-      assert {:ok, 300_000} = Task.await(big, 10_000)
+      assert {:ok, 3_000_000} = Task.await(big, 10_000)
       assert {:ok, 3} = Task.await(small, 10_000)
     end
 
@@ -240,7 +241,8 @@ defmodule Snex.TransportTest do
     end
 
     test "a request the pipe takes only in part is finished by the writer thread" do
-      i = start_interpreter([])
+      # A high watermark of 500 000 keeps the pipe at 64 KiB (an eighth of it is less).
+      i = start_interpreter(busy_limits_port: {100_000, 500_000})
       {blocker, release} = block_python(i)
       before = stats(i)
 
@@ -390,12 +392,13 @@ defmodule Snex.TransportTest do
 
   defp stats(i), do: Snex.Native.stats(Snex.Interpreter.resource(i))
 
-  # Blocks Python; the writer takes a large request and stays blocked writing it into the full
-  # pipe, so the next request stays in the writer's queue, over the high watermark.
+  # Blocks Python; the writer takes a large request (larger than the 1 MiB pipe) and stays
+  # blocked writing it into the full pipe, so the next request stays in the writer's queue,
+  # over the high watermark.
   defp fill_msgq(i) do
     {blocker, release} = block_python(i)
 
-    big = start_call(i, "return len(data)", %{"data" => payload(300_000)})
+    big = start_call(i, "return len(data)", %{"data" => payload(3_000_000)})
     assert in_function?(big, :await)
     assert OSProcess.eventually(fn -> stats(i).msgq_queued == 0 end)
 
@@ -410,7 +413,7 @@ defmodule Snex.TransportTest do
   defp drain_msgq({blocker, release, big, queued}) do
     release.()
     assert {:ok, "released"} = Task.await(blocker, 10_000)
-    assert {:ok, 300_000} = Task.await(big, 10_000)
+    assert {:ok, 3_000_000} = Task.await(big, 10_000)
     assert {:ok, 20_000} = Task.await(queued, 10_000)
   end
 
