@@ -54,46 +54,53 @@ class Target:
 
 def _new_bytes(size: int) -> tuple[Any, memoryview]:
     """A new `bytes` object of `size` bytes and a writable view of its storage, so that the
-    reader fills it without a copy (CPython: ``PyMemoryView_FromMemory`` over the object's
-    bytes, before anybody else sees the object). Elsewhere, or for tiny sizes (CPython shares
-    those objects), a `bytearray` copied into `bytes` by `_finish_bytes`."""
-    filler = _bytes_filler()
-    if filler is None or size < 2:
+    reader fills it without a copy (CPython: ``PyBytes_FromStringAndSize(NULL, size)``, not
+    zeroed, and ``PyMemoryView_FromMemory`` over its bytes, before anybody else sees the
+    object; a frame that does not arrive whole is dropped with it). Elsewhere, or for tiny
+    sizes (CPython shares those objects), a `bytearray` copied into `bytes` by `Target.value`."""
+    make = _bytes_maker()
+    if make is None or size < 2:
         buf = _CopiedBytes(size)
         return buf, memoryview(buf)
-    obj = bytes(size)  # calloc'ed: the pages are only touched by the read
-    return obj, filler(obj, size)
+    result: tuple[Any, memoryview] = make(size)
+    return result
 
 
 class _CopiedBytes(bytearray):
     """A bytearray to be turned into `bytes` (see `_new_bytes`)."""
 
 
-_filler: Any = None
+_maker: Any = None
 
 
-def _bytes_filler() -> Any:
-    global _filler
-    if _filler is None:
-        _filler = _make_filler() or False
-    return _filler or None
+def _bytes_maker() -> Any:
+    global _maker
+    if _maker is None:
+        _maker = _make_maker() or False
+    return _maker or None
 
 
-def _make_filler() -> Any:
+def _make_maker() -> Any:
     if sys.implementation.name != "cpython":
         return None
     try:
         import ctypes
     except ImportError:  # Python built without ctypes
         return None
-    from_memory = ctypes.pythonapi.PyMemoryView_FromMemory
+    api = ctypes.pythonapi
+    new = api.PyBytes_FromStringAndSize
+    new.restype = ctypes.py_object
+    new.argtypes = (ctypes.c_char_p, ctypes.c_ssize_t)
+    from_memory = api.PyMemoryView_FromMemory
     from_memory.restype = ctypes.py_object
     from_memory.argtypes = (ctypes.c_void_p, ctypes.c_ssize_t, ctypes.c_int)
     pybuf_write = 0x200
     offset = bytes.__basicsize__ - 1  # where ``ob_sval`` starts
 
-    def fill_view(obj: bytes, size: int) -> memoryview:
+    def new_bytes(size: int) -> tuple[bytes, memoryview]:
+        # Not zeroed first: the read fills every byte before anyone sees the object.
+        obj: bytes = new(None, size)
         view: memoryview = from_memory(id(obj) + offset, size, pybuf_write)
-        return view
+        return obj, view
 
-    return fill_view
+    return new_bytes

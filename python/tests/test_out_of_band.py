@@ -142,8 +142,8 @@ def test_a_new_bytes_object_is_filled_in_place() -> None:
     assert hash(value) == hash(BIG[:100_000])
 
 
-def test_without_the_in_place_filler_bytes_are_copied(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(buffers, "_filler", False)
+def test_without_ctypes_bytes_are_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(buffers, "_maker", False)
     target = buffers.Target(buffers.BYTES, 1000)
     target.view[:] = BIG[:1000]
     value = target.value()

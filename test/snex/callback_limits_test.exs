@@ -109,7 +109,7 @@ defmodule Snex.CallbackLimitsTest do
       receive do
         :cast_ran -> true
       after
-        200 -> false
+        1_000 -> false
       end
     end
 
