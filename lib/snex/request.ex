@@ -205,7 +205,7 @@ defmodule Snex.Request do
   The result of a reply Python sent: `outcome` is `:ok` (`body` is the value) or `:error`
   (`body` is `{code, reason, traceback, python_type}`).
   """
-  @spec to_result(:ok | :error, binary()) :: {:ok, term()} | {:error, Error.t()}
+  @spec to_result(:ok | :error, Snex.Serde.Decoder.body()) :: {:ok, term()} | {:error, Error.t()}
   def to_result(outcome, body) do
     case {outcome, Snex.Serde.Decoder.decode(body)} do
       {:ok, {:ok, value}} ->

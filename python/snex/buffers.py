@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import struct
 import sys
+from collections.abc import Callable
 from typing import Any
 
 BYTEARRAY = 0
@@ -62,31 +63,39 @@ def _new_bytes(size: int) -> tuple[Any, memoryview]:
     if make is None or size < 2:
         buf = _CopiedBytes(size)
         return buf, memoryview(buf)
-    result: tuple[Any, memoryview] = make(size)
-    return result
+    return make(size)
 
 
 class _CopiedBytes(bytearray):
     """A bytearray to be turned into `bytes` (see `_new_bytes`)."""
 
 
-_maker: Any = None
+#: Makes a `bytes` object and a writable view of its storage.
+BytesMaker = Callable[[int], tuple[bytes, memoryview]]
+
+#: The maker of this process: None before it is looked for, False when there is none.
+_maker: BytesMaker | bool | None = None
 
 
-def _bytes_maker() -> Any:
+def _bytes_maker() -> BytesMaker | None:
     global _maker
     if _maker is None:
         _maker = _make_maker() or False
-    return _maker or None
+    return _maker if callable(_maker) else None
 
 
-def _make_maker() -> Any:
+def _make_maker() -> BytesMaker | None:
     if sys.implementation.name != "cpython":
         return None
     try:
         import ctypes
-    except ImportError:  # Python built without ctypes
+
+        return _ctypes_maker(ctypes)
+    except Exception:  # noqa: BLE001 - no ctypes, or not the C API we expect: copy instead
         return None
+
+
+def _ctypes_maker(ctypes: Any) -> BytesMaker | None:
     api = ctypes.pythonapi
     new = api.PyBytes_FromStringAndSize
     new.restype = ctypes.py_object
@@ -103,4 +112,8 @@ def _make_maker() -> Any:
         view: memoryview = from_memory(id(obj) + offset, size, pybuf_write)
         return obj, view
 
-    return new_bytes
+    # The layout is CPython's, not a promise: check it once, and copy if it does not hold.
+    probe, view = new_bytes(16)
+    view[:] = b"snex-bytes-probe"
+    view.release()
+    return new_bytes if probe == b"snex-bytes-probe" else None

@@ -139,6 +139,7 @@ def _encodable_directly(obj: Any) -> bool:
     )
 
 
+#: The pickle of a value that is its one out-of-band buffer: ``PROTO 5, NEXT_BUFFER, STOP``.
 _ONE_BUFFER = bytes((pickle.PROTO[0], 5, pickle.NEXT_BUFFER[0], pickle.STOP[0]))
 
 

@@ -11,7 +11,7 @@ import asyncio
 from collections.abc import Iterable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from . import codec
+from . import buffers, codec
 from .runner import CALL, CAST, SEND, Link, link
 from .types import Atom, Term
 
@@ -54,6 +54,18 @@ def _target(to: Any) -> Any:
     )
 
 
+def _large_bytes_apart(value: Any) -> Any:
+    """`value`, but as a `memoryview` if it is large ``bytes`` or a ``bytearray``: the same
+    binary for Elixir, sent out of band (the pickler keeps ``bytes`` found inside a tuple)."""
+    if type(value) in (bytes, bytearray) and len(value) >= buffers.MIN_SIZE:
+        return memoryview(value)
+    return value
+
+
+def _args(args: Iterable[Any]) -> list[Any]:
+    return [_large_bytes_apart(a) for a in args]
+
+
 def _write(conn: Link, kind: int, req_id: int, value: Any, root: Sequence[str]) -> None:
     """Encodes `value` and writes it as a frame, large buffers out of band if `conn` takes
     them."""
@@ -64,14 +76,14 @@ def _write(conn: Link, kind: int, req_id: int, value: Any, root: Sequence[str]) 
 
 def send_now(to: Any, data: Any) -> None:
     """``send(to, data)`` on the BEAM, without awaiting (usable from synchronous code)."""
-    _write(link(), SEND, 0, (_target(to), data), ("to", "data"))
+    _write(link(), SEND, 0, (_target(to), _large_bytes_apart(data)), ("to", "data"))
 
 
 def cast_now(
     module: Name, function: Name, args: Iterable[Any], node: Name | Term | None = None
 ) -> None:
     """``apply(module, function, args)`` in a new BEAM process, without awaiting."""
-    value = (_atom(module), _atom(function), list(args), _node(node))
+    value = (_atom(module), _atom(function), _args(args), _node(node))
     _write(link(), CAST, 0, value, _CALL_NAMES[:4])
 
 
@@ -109,7 +121,7 @@ async def call(
     conn = link()
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Any] = loop.create_future()
-    value = (_atom(module), _atom(function), list(args), _node(node), opts)
+    value = (_atom(module), _atom(function), _args(args), _node(node), opts)
     out_of_band: list[memoryview] | None = [] if conn.takes_buffers else None
     body = codec.encode(value, root=_CALL_NAMES, out_of_band=out_of_band)
     call_id = conn.register_call(fut, loop)

@@ -33,6 +33,8 @@ REPLY_OK, REPLY_ERROR, CALL, CAST, SEND, HELLO, OUTPUT = 128, 129, 130, 131, 132
 #: Kinds of frame the runner may hold to write together (see `reply_batch`): replies only,
 #: so that what user code sends (``snex.send``, output) goes at once.
 _HELD_KINDS = frozenset((REPLY_OK, REPLY_ERROR))
+#: Held replies are written before a body larger than this (bytes) is decoded.
+_DECODE_WHILE_HOLDING = 64 * 1024
 
 #: Exit status when the frames read are malformed (EX_SOFTWARE).
 EXIT_PROTOCOL_ERROR = 70
@@ -158,7 +160,7 @@ class Connection:
         self.absorbing = False
         self._drain_scheduled = False
         #: Replies held while frames are handled, written together (see `reply_batch`).
-        self.replies = ReplyBatch()
+        self.replies = ReplyBatch(self._write_taken)
         self._main_thread = threading.get_ident()
         self._context = contextvars.copy_context()
         os.set_blocking(read_fd, False)
@@ -217,7 +219,12 @@ class Connection:
             return
         parts: list[bytes | memoryview] = [header + body] if len(body) < 65536 else [header, body]
         parts += out_of_band
+        main = threading.get_ident() == self._main_thread
         with self._write_lock:
+            if main:  # replies held on this thread go first, in the same write
+                held = self.replies.take()
+                if held:
+                    parts.insert(0, held)
             try:
                 _write_all(self.write_fd, parts)
             except BaseException as e:  # noqa: BLE001 - half a frame may be out: no way back
@@ -226,14 +233,20 @@ class Connection:
             self._deliver_deferred_cancel()
 
     def write_held(self) -> None:
-        """Writes the replies held so far (main thread only)."""
-        data = self.replies.take()
-        if data:
-            with self._write_lock:
-                try:
-                    _write_all(self.write_fd, [data])
-                except BaseException as e:  # noqa: BLE001 - as in write_frame
-                    _write_failed(e)
+        """Writes the replies held so far."""
+        self.replies.flush()
+
+    def _write_taken(self, take: Callable[[], bytes]) -> None:
+        """Writes ``take()`` (held replies) under the write lock: taken and written in one
+        step, so that frames keep their order whichever thread writes them."""
+        with self._write_lock:
+            data = take()
+            if not data:
+                return
+            try:
+                _write_all(self.write_fd, [data])
+            except BaseException as e:  # noqa: BLE001 - as in write_frame
+                _write_failed(e)
 
     def _deliver_deferred_cancel(self) -> None:
         if threading.get_ident() != self._main_thread:
@@ -251,6 +264,8 @@ class Connection:
         try:
             body = codec.encode(value, root="result", out_of_band=out_of_band)
             size = len(body) + sum(b.nbytes for b in out_of_band)
+            if out_of_band:  # and the buffer table
+                size += buffers.COUNT.size + buffers.ENTRY.size * len(out_of_band)
             if size > MAX_BODY:
                 raise EncodeError(f"Cannot send a value of {size} bytes: at most {MAX_BODY}")
         except BaseException as e:  # noqa: BLE001 - whatever encoding raises is this reply's error
@@ -302,6 +317,8 @@ class Connection:
             self._fatal(str(e))
         except OSError:
             alive = False
+        except Exception as e:  # noqa: BLE001 - e.g. MemoryError for a buffer: see below
+            self._reader_failed(e)
         if not alive:
             self._on_eof()
             return
@@ -331,6 +348,8 @@ class Connection:
             if kind == EVAL and cancels and req_id in cancels:
                 continue  # cancelled before it started: it does not run
             self._dispatching = req_id
+            if len(body) > _DECODE_WHILE_HOLDING:
+                self.write_held()  # decoding a large body takes time
             try:
                 self._dispatch(kind, req_id, body)
             except BaseException as e:  # noqa: BLE001 - nothing may stop the loop
@@ -352,6 +371,14 @@ class Connection:
 
     def _fatal(self, message: str) -> NoReturn:
         _die(f"snex: protocol error: {message}", EXIT_PROTOCOL_ERROR)
+
+    def _reader_failed(self, exc: BaseException) -> NoReturn:
+        """Reading frames failed half-way (no memory for a buffer, say): where the next frame
+        starts is unknown, and a frame read again would run twice, so the interpreter ends."""
+        _die(
+            f"snex: cannot read frames any more, the interpreter stops: {describe_exception(exc)}",
+            EXIT_PROTOCOL_ERROR,
+        )
 
     # -- cancellation ------------------------------------------------------------------
 
@@ -384,6 +411,8 @@ class Connection:
                 self._fatal(str(e))
             except OSError:
                 pass  # EOF or a broken pipe: the loop sees it when it reads
+            except Exception as e:  # noqa: BLE001 - the reader's state is lost: see _on_readable
+                self._reader_failed(e)
             if reader.cancels:
                 hit = self._apply_queued_cancels(target)
             if reader.queue and not self._drain_scheduled:
@@ -525,7 +554,22 @@ class Connection:
             error = e
         finally:
             self._sync_req = None
+        try:
+            self._reply_sync(req_id, kind, value, error, await_result=await_result)
+        finally:
+            # What it took, its reply included: encoding a large result takes time too.
             self.replies.ran(key, time.perf_counter() - started)
+
+    def _reply_sync(
+        self,
+        req_id: int,
+        kind: int,
+        value: Any,
+        error: BaseException | None,
+        *,
+        await_result: bool,
+    ) -> None:
+        """The reply to a request run by `_run_sync`."""
         if req_id == self.cancelled_req:
             return  # Elixir has dropped the request: no reply
         if error is not None:
@@ -645,7 +689,11 @@ class Connection:
 
 
 #: The functions that write frames: the cancellation signal handler does not raise in them.
-_FRAME_WRITERS = (Connection.write_frame.__code__,)
+_FRAME_WRITERS = (
+    Connection.write_frame.__code__,
+    Connection.write_held.__code__,
+    Connection._write_taken.__code__,
+)
 
 
 def _run_code(code: CodeType, env: dict[str, Any]) -> Any:
@@ -679,6 +727,10 @@ def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         fut.set_exception(ElixirError(value))
 
 
+#: At most this many slices per ``writev`` (the system's limit is at least 1024).
+_IOV_MAX = 512
+
+
 def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
     views = [memoryview(p) for p in parts]
     while views:
@@ -692,10 +744,6 @@ def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
             views.pop(0)
         if views and n:
             views[0] = views[0][n:]
-
-
-#: At most this many slices per ``writev`` (the system's limit is at least 1024).
-_IOV_MAX = 512
 
 
 def _write_failed(exc: BaseException) -> NoReturn:

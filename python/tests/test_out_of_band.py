@@ -4,6 +4,7 @@ read by the runner into the objects they become, and written by it from the valu
 from __future__ import annotations
 
 import array
+import asyncio
 import os
 import pickle
 import struct
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import PYTHON_DIR, Peer, read_exact, write_all  # noqa: F401
+from support import LoopHarness, Peer, eval_frame, read_exact, write_all
 
 from snex import buffers, codec
 from snex.frames import FrameReader, OutOfBand, ProtocolError
@@ -214,3 +215,45 @@ def test_only_arrays_of_plain_numbers_become_binaries() -> None:
     assert pickle.loads(codec.encode(array.array("b", [1, -1]))) == b"\x01\xff"
     with pytest.raises(codec.EncodeError, match=r"array\.array"):
         codec.encode(array.array("u", "ab"))
+
+
+def test_a_reader_that_fails_half_way_ends_the_interpreter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No memory for a buffer: the frames read with it must not be read (and run) again, and
+    the rest of the stream cannot be trusted: the runner stops."""
+    harness = LoopHarness()
+    harness.env["runs"] = []
+
+    def no_memory(self: Any, kind: int, size: int) -> None:
+        raise MemoryError("simulated")
+
+    monkeypatch.setattr(buffers.Target, "__init__", no_memory)
+
+    value = (-1, "return 0", "<t>", 0, {"x": pickle.PickleBuffer(bytearray(100))}, False)
+    harness.send(eval_frame(1, "runs.append(1)") + oob_frame(EVAL, 2, value, [buffers.BYTES]))
+    try:
+        with pytest.raises(SystemExit):
+            harness.loop.run_until_complete(asyncio.sleep(5))
+    finally:
+        harness.close()
+    assert harness.env["runs"] in ([], [1])  # never twice
+    assert "cannot read frames any more" in harness.died[0]
+    assert "MemoryError" in harness.died[0]
+
+
+def test_send_and_cast_send_large_bytes_out_of_band(monkeypatch: pytest.MonkeyPatch) -> None:
+    from snex import interface
+
+    frames: list[tuple[bytes, list[int]]] = []
+
+    class Recorder:
+        pid = os.getpid()
+        takes_buffers = True
+
+        def write_frame(self, kind: int, req_id: int, body: bytes = b"", out_of_band: Any = ()):
+            frames.append((body, [b.nbytes for b in out_of_band]))
+
+    monkeypatch.setattr(interface, "link", lambda: Recorder())
+    interface.send_now("name", BIG)
+    interface.cast_now("m", "f", [BIG, b"small", bytearray(BIG)])
+    assert [lens for _, lens in frames] == [[len(BIG)], [len(BIG), len(BIG)]]
+    assert all(len(body) < 1000 for body, _ in frames)

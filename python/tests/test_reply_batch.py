@@ -3,6 +3,7 @@ in one write, and no reply waits for code that may take long."""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from support import LoopHarness, eval_frame
 
 from snex import reply_batch, runner
+from snex.code import compile_code
 from snex.reply_batch import ReplyBatch
 from snex.runner import REPLY_OK
 
@@ -90,8 +92,63 @@ def test_code_that_was_slow_is_not_quick_any_more(harness: LoopHarness) -> None:
     harness.run(script)
 
 
+def test_a_reply_held_behind_code_quick_last_time_is_written_within_a_few_ms(
+    harness: LoopHarness,
+) -> None:
+    harness.env["delay"] = 0.0
+
+    def script(h: LoopHarness) -> None:
+        code = "import time\ntime.sleep(delay)\nreturn 0"
+        for i in range(1, 4):
+            h.send(eval_frame(i, code))
+            assert h.recv() == (REPLY_OK, i, 0)
+        h.env["delay"] = 1.0  # quick three times, slow now
+        t0 = time.monotonic()
+        h.send(eval_frame(4, "return 4") + eval_frame(5, code))
+        assert h.recv() == (REPLY_OK, 4, 4)
+        assert time.monotonic() - t0 < 0.5
+        assert h.recv() == (REPLY_OK, 5, 0)
+
+    harness.run(script)
+
+
+def test_encoding_a_reply_counts_and_replies_keep_their_order(
+    harness: LoopHarness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reply_batch, "MAX_WAIT", 60)  # the helper thread stays out of it
+    harness.env["data"] = 0
+
+    code = compile_code("return data", "<t>", 0)
+
+    def script(h: LoopHarness) -> None:
+        for i in range(100, 200):  # quick with a small result (once warm)
+            h.send(eval_frame(i, "return data"))
+            assert h.recv() == (REPLY_OK, i, 0)
+            if h.conn.replies.is_quick(code):
+                break
+        assert h.conn.replies.is_quick(code)
+        h.env["data"] = list(range(1_000_000))  # the same code, slow to encode now
+        h.send(eval_frame(2, "return 2") + eval_frame(3, "return data"))
+        kind, req_id, _ = h.recv()
+        assert (kind, req_id) == (REPLY_OK, 2)
+        kind, req_id, value = h.recv()
+        assert (kind, req_id, len(value)) == (REPLY_OK, 3, 1_000_000)
+        # Running it was quick, encoding its result was not.
+        assert not h.conn.replies.is_quick(code)
+        # Slow last time (its encoding counted): held replies go before it runs now.
+        h.env["data"] = 0
+        t0 = time.monotonic()
+        h.send(eval_frame(4, "return 4") + eval_frame(5, "return data"))
+        assert h.recv() == (REPLY_OK, 4, 4)
+        assert h.recv() == (REPLY_OK, 5, 0)
+        assert time.monotonic() - t0 < 5
+
+    harness.run(script)
+
+
 def test_the_batch_itself() -> None:
-    batch = ReplyBatch()
+    written: list[bytes] = []
+    batch = ReplyBatch(lambda take: written.append(take()))
     assert not batch.hold(b"x")  # not handling frames: written at once
     batch.depth = 1
     assert batch.hold(b"ab") and batch.hold(b"c")
@@ -104,3 +161,20 @@ def test_the_batch_itself() -> None:
     assert not batch.is_quick("code")
     while not batch.full():
         batch.hold(b"x" * 1000)
+    batch.flush()
+    assert written and not batch.take()
+
+
+def test_the_helper_thread_writes_what_waits_too_long() -> None:
+    written: list[bytes] = []
+    done = threading.Event()
+
+    def write(take: Any) -> None:
+        written.append(take())
+        done.set()
+
+    batch = ReplyBatch(write)
+    batch.depth = 1
+    assert batch.hold(b"late")
+    assert done.wait(5)
+    assert written == [b"late"]

@@ -374,6 +374,10 @@ defmodule Snex.TransportTest do
       assert Enum.take(all, 8) == List.duplicate({:ok, [1_048_576, 1_048_576]}, 8)
       assert {:ok, [65_536, 65_536]} in Enum.drop(all, 8)
 
+      # Envs still held there keep their interpreters' native state, not their pipes' budget.
+      for i <- interpreters,
+          do: {:ok, _, _} = :erpc.call(node, Snex.Test.Cluster, :hold_env, [i, %{}])
+
       for i <- interpreters, do: :ok = :erpc.call(node, GenServer, :stop, [i])
 
       {:ok, i} = :erpc.call(node, Snex.Test.Cluster, :start_interpreter, [[]])

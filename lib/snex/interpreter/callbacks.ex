@@ -59,7 +59,13 @@ defmodule Snex.Interpreter.Callbacks do
   end
 
   @doc "Decodes and handles one request forwarded, undecoded, by the NIF's reader thread."
-  @spec handle_raw(:call | :cast | :send, non_neg_integer(), binary(), reference(), t()) :: :ok
+  @spec handle_raw(
+          :call | :cast | :send,
+          non_neg_integer(),
+          Snex.Serde.Decoder.body(),
+          reference(),
+          t()
+        ) :: :ok
   def handle_raw(kind, id, body, res, callbacks) do
     decoded =
       case Snex.Serde.Decoder.decode(body) do

@@ -37,10 +37,10 @@ const PICKLE_PROTO: u8 = 0x80;
 /// length cannot make the reader allocate more than about what actually arrived.
 const READ_CHUNK: usize = 1024 * 1024;
 
-/// Out-of-band buffers up to this size are allocated at their size before their bytes arrive
-/// (growing a buffer as bytes arrive costs copies: 10 MB from Python took 2-3 times as long);
-/// larger ones start at this size and grow. A lying table can make the reader allocate this
-/// much, not more.
+/// Once the first [`READ_CHUNK`] of an out-of-band buffer has arrived, the buffer grows at once
+/// to its whole size, up to this much (growing it step by step as bytes arrive costs copies:
+/// 10 MB from Python took 2-3 times as long); larger ones double from there. A lying table
+/// gets the reader to allocate this much only after sending a whole chunk.
 const BUFFER_AT_ONCE: usize = 256 * 1024 * 1024;
 
 /// Set in a frame's kind when its body carries out-of-band buffers (see the module doc).
@@ -130,23 +130,33 @@ pub struct FrameOf<B> {
 pub type Frame = FrameOf<Vec<u8>>;
 
 /// A buffer a frame body is read into (a `Vec`, or in the NIF the binary that becomes the
-/// term, so that the body is not copied again).
+/// term, so that the body is not copied again). Allocations may fail: the read then fails
+/// with [`FrameError::OutOfMemory`] instead of aborting the process.
 pub trait BodyBuffer: Sized {
-    /// A buffer of `len` bytes (their content does not matter).
-    fn with_len(len: usize) -> Self;
-    /// Grows the buffer to `len` bytes, keeping its content.
-    fn grow(&mut self, len: usize);
+    /// A buffer of `len` bytes (their content does not matter), or `None` if it cannot be
+    /// allocated.
+    fn with_len(len: usize) -> Option<Self>;
+    /// Grows the buffer to `len` bytes, keeping its content; false if it cannot.
+    fn grow(&mut self, len: usize) -> bool;
     /// The bytes.
     fn bytes_mut(&mut self) -> &mut [u8];
 }
 
 impl BodyBuffer for Vec<u8> {
-    fn with_len(len: usize) -> Self {
-        vec![0; len]
+    fn with_len(len: usize) -> Option<Self> {
+        let mut v = Vec::new();
+        v.try_reserve_exact(len).ok()?;
+        v.resize(len, 0);
+        Some(v)
     }
 
-    fn grow(&mut self, len: usize) {
+    fn grow(&mut self, len: usize) -> bool {
+        let more = len.saturating_sub(self.len());
+        if self.try_reserve_exact(more).is_err() {
+            return false;
+        }
         self.resize(len, 0);
+        true
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
@@ -172,6 +182,8 @@ pub enum FrameError {
     NotPickle(u8),
     /// The table of out-of-band buffers does not fit the frame.
     BadBufferTable(String),
+    /// A buffer of this many bytes could not be allocated.
+    OutOfMemory(usize),
 }
 
 impl fmt::Display for FrameError {
@@ -196,6 +208,7 @@ impl fmt::Display for FrameError {
                  frame's (a stray write into the pipe?)"
             ),
             FrameError::BadBufferTable(why) => write!(f, "bad out-of-band buffer table: {why}"),
+            FrameError::OutOfMemory(n) => write!(f, "cannot allocate a buffer of {n} bytes"),
         }
     }
 }
@@ -404,14 +417,15 @@ impl<R: Read> FrameReader<R> {
     /// Reads exactly `len` body bytes. The buffer starts at 1 MiB at most and doubles as bytes
     /// arrive, so a header that lies about the length cannot cause a large allocation.
     fn read_body<B: BodyBuffer>(&mut self, len: usize) -> Result<B, FrameError> {
-        self.read_growing(len, READ_CHUNK)
+        self.read_growing(len, 0)
     }
 
-    /// Reads exactly `len` bytes into a buffer of at most `first` bytes at first, which
-    /// doubles as bytes arrive.
-    fn read_growing<B: BodyBuffer>(&mut self, len: usize, first: usize) -> Result<B, FrameError> {
-        let mut size = len.min(first);
-        let mut body = B::with_len(size);
+    /// Reads exactly `len` bytes into a buffer of at most [`READ_CHUNK`] bytes at first, which
+    /// then grows to at least `jump` bytes (at most `len`), and doubles from there as bytes
+    /// arrive.
+    fn read_growing<B: BodyBuffer>(&mut self, len: usize, jump: usize) -> Result<B, FrameError> {
+        let mut size = len.min(READ_CHUNK);
+        let mut body = B::with_len(size).ok_or(FrameError::OutOfMemory(size))?;
         let mut filled = 0;
         loop {
             self.inner.read_exact(&mut body.bytes_mut()[filled..size])?;
@@ -419,8 +433,10 @@ impl<R: Read> FrameReader<R> {
             if filled == len {
                 return Ok(body);
             }
-            size = len.min(size.saturating_mul(2));
-            body.grow(size);
+            size = len.min(size.saturating_mul(2).max(jump));
+            if !body.grow(size) {
+                return Err(FrameError::OutOfMemory(size));
+            }
         }
     }
 }

@@ -5,8 +5,8 @@ mod wire_support;
 use std::io::{self, Read};
 
 use snex_core::frame::{
-    buffer_kind, encode_buffer_table, encode_header, kind, write_frame, Frame, FrameError,
-    FrameReader, HEADER_LEN, OUT_OF_BAND,
+    buffer_kind, encode_buffer_table, encode_header, kind, write_frame, BodyBuffer, Frame,
+    FrameError, FrameReader, HEADER_LEN, OUT_OF_BAND,
 };
 use wire_support::{largest_alloc, Rng};
 
@@ -355,8 +355,45 @@ fn a_lying_buffer_table_allocates_at_most_the_first_step() {
     data.extend_from_slice(b"a few bytes");
     let (result, largest) = largest_alloc(|| FrameReader::new(&data[..]).read_frame());
     assert!(matches!(result, Err(FrameError::Truncated)));
-    assert!(
-        largest <= 256 * 1024 * 1024 + 4096,
-        "allocated {largest} bytes"
+    assert!(largest <= 2 * 1024 * 1024, "allocated {largest} bytes");
+}
+
+/// A buffer that cannot be allocated beyond 4 MiB.
+struct Scarce(Vec<u8>);
+
+impl BodyBuffer for Scarce {
+    fn with_len(len: usize) -> Option<Self> {
+        (len <= 4 << 20).then(|| Scarce(vec![0; len]))
+    }
+    fn grow(&mut self, len: usize) -> bool {
+        len <= 4 << 20 && {
+            self.0.resize(len, 0);
+            true
+        }
+    }
+    fn bytes_mut(&mut self) -> &mut [u8] {
+        &mut self.0
+    }
+}
+
+#[test]
+fn a_buffer_that_cannot_be_allocated_fails_the_read() {
+    let mut big_pickle = b"\x80\x05".to_vec();
+    big_pickle.resize(5 << 20, b'N');
+    let plain = stream(&[Frame {
+        kind: kind::REPLY_OK,
+        id: 1,
+        body: big_pickle,
+        buffers: vec![],
+    }]);
+    let with_buffer = out_of_band_frame(
+        kind::REPLY_OK,
+        1,
+        b"\x80\x05\x97.",
+        &[(buffer_kind::BYTES, vec![1u8; 5 << 20])],
     );
+    for data in [plain, with_buffer] {
+        let result = FrameReader::new(&data[..]).read_frame_into::<Scarce>(|_| true);
+        assert!(matches!(result, Err(FrameError::OutOfMemory(_))));
+    }
 }

@@ -11,7 +11,6 @@ use std::time::Duration;
 use rustler::{Env, LocalPid, OwnedEnv};
 use snex_core::frame::kind;
 use snex_core::interrupt::Interrupter;
-use snex_core::pipe_capacity::Grant;
 use snex_core::process::ChildHandle;
 
 use crate::loss::{self, Loss};
@@ -60,8 +59,6 @@ pub struct Interpreter {
     shut_down: AtomicBool,
     /// How the transport was lost, if it was (the first report wins; see [`crate::loss`]).
     loss: Mutex<Option<Loss>>,
-    /// The capacity added to the pipes, given back when the interpreter is dropped.
-    _pipe_grants: Vec<Grant>,
 }
 
 /// How long a stopping Python gets after its pipe is closed, and again after `SIGTERM`.
@@ -99,7 +96,6 @@ impl Interpreter {
         transport: Transport,
         default_encoding: u32,
         capture_output: bool,
-        pipe_grants: Vec<Grant>,
     ) -> Interpreter {
         Interpreter {
             owner,
@@ -116,7 +112,6 @@ impl Interpreter {
             next_env: AtomicI64::new(1),
             shut_down: AtomicBool::new(false),
             loss: Mutex::new(None),
-            _pipe_grants: pipe_grants,
         }
     }
 

@@ -45,7 +45,6 @@ pub fn start(
         transport,
         default_encoding,
         capture_output,
-        pipe_grants,
     ));
     let _ = slot.set(Arc::downgrade(&interp));
     reader::start(interp.clone(), spawned.from_child)?;
@@ -55,6 +54,9 @@ pub fn start(
         .spawn(move || {
             let code = reaper.child.wait();
             reaper.writer.close();
+            // Python is gone and the pipe to it closed: their capacity goes back to the budget
+            // (the interpreter itself may live on while envs refer to it).
+            drop(pipe_grants);
             reaper.fail_all_pending();
             // Killed because its transport was lost: that is the reason to report.
             let loss = if reaper.child.killed() {
@@ -76,11 +78,15 @@ pub fn start(
 
 /// Grows both pipes (see [`pipe_capacity`]): the one from Python to
 /// [`pipe_capacity::LARGE`]; the one to Python as well, but to at most an eighth of the high
-/// watermark of `busy_limits_port`, since what the pipe holds is not seen by that limit.
+/// watermark of `busy_limits_port` (rounded down to a power of two, as the kernel sizes
+/// pipes), since what the pipe holds is not seen by that limit.
 fn grow_pipes(spawned: &Spawned, transport: &Transport) -> Vec<Grant> {
     let to_python = match transport.port_limits {
         None => pipe_capacity::LARGE,
-        Some((_, high)) => (high / 8).min(pipe_capacity::LARGE),
+        Some((_, high)) => match high / 8 {
+            0 => 0,
+            eighth => (1 << eighth.ilog2()).min(pipe_capacity::LARGE),
+        },
     };
     [
         pipe_capacity::enlarge(&spawned.from_child, pipe_capacity::LARGE, &PROCESS_BUDGET),

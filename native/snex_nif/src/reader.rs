@@ -1,13 +1,17 @@
 //! The reader thread: reads Python's frames and passes each body on, undecoded, as a binary:
 //! a reply straight to the waiting caller, Python's own requests (`snex.call`, `cast`, `send`)
 //! to the owner. Bodies are decoded by the receiving process in a NIF call on a scheduler
-//! (see [`crate::codec::decode`]): this thread builds no term but binaries and small tuples, which
-//! every OTP version can build on a thread of its own.
+//! (see [`crate::codec::decode`]): this thread builds no term but binaries, small tuples and
+//! lists of binaries, which every OTP version can build on a thread of its own.
 
 use std::fs::File;
+use std::mem::{ManuallyDrop, MaybeUninit};
 use std::sync::Arc;
 
-use rustler::{Encoder, Env, OwnedBinary, OwnedEnv, Term};
+use rustler::sys::{
+    enif_alloc_binary, enif_make_binary, enif_realloc_binary, enif_release_binary, ErlNifBinary,
+};
+use rustler::{Encoder, Env, OwnedEnv, Term};
 use snex_core::frame::{kind, BodyBuffer, FrameOf, FrameReader};
 
 use crate::atoms;
@@ -21,20 +25,50 @@ pub fn start(interp: Arc<Interpreter>, pipe: File) -> std::io::Result<()> {
     Ok(())
 }
 
-/// A frame body read straight into the binary that the receiving process gets.
-struct BinaryBody(OwnedBinary);
+/// A frame body read straight into the binary that the receiving process gets. Allocated with
+/// `enif_alloc_binary` directly: when an allocation fails (a frame claiming more than the
+/// memory there is), the read fails and the interpreter stops; nothing aborts.
+struct BinaryBody(ErlNifBinary);
+
+// SAFETY: the binary is owned by this value alone until it is released into an env.
+unsafe impl Send for BinaryBody {}
 
 impl BodyBuffer for BinaryBody {
-    fn with_len(len: usize) -> Self {
-        BinaryBody(OwnedBinary::new(len))
+    fn with_len(len: usize) -> Option<Self> {
+        let mut bin = MaybeUninit::<ErlNifBinary>::uninit();
+        // SAFETY: enif_alloc_binary initialises `bin` when it returns true.
+        unsafe {
+            (enif_alloc_binary(len, bin.as_mut_ptr()) != 0).then(|| BinaryBody(bin.assume_init()))
+        }
     }
 
-    fn grow(&mut self, len: usize) {
-        self.0.realloc_or_copy(len);
+    fn grow(&mut self, len: usize) -> bool {
+        // SAFETY: `self.0` is an allocated binary owned by us.
+        unsafe { enif_realloc_binary(&mut self.0, len) != 0 }
     }
 
     fn bytes_mut(&mut self) -> &mut [u8] {
-        self.0.as_mut_slice()
+        if self.0.size == 0 {
+            return &mut [];
+        }
+        // SAFETY: `data` points to `size` bytes owned by this binary.
+        unsafe { std::slice::from_raw_parts_mut(self.0.data, self.0.size) }
+    }
+}
+
+impl BinaryBody {
+    /// The binary term, which now owns the bytes.
+    fn release(self, env: Env<'_>) -> Term<'_> {
+        let mut bin = ManuallyDrop::new(self);
+        // SAFETY: enif_make_binary takes ownership of the binary; `bin` is not dropped.
+        unsafe { Term::new(env, enif_make_binary(env.as_c_arg(), &mut bin.0)) }
+    }
+}
+
+impl Drop for BinaryBody {
+    fn drop(&mut self) {
+        // SAFETY: the binary was allocated by enif_alloc_binary and not released into an env.
+        unsafe { enif_release_binary(&mut self.0) };
     }
 }
 
@@ -44,28 +78,24 @@ type Frame = FrameOf<BinaryBody>;
 /// came with out-of-band buffers (each read into a binary of its own, see
 /// `Snex.Native.decode_body/2`).
 struct Body {
-    pickle: OwnedBinary,
-    buffers: Vec<OwnedBinary>,
+    pickle: BinaryBody,
+    buffers: Vec<BinaryBody>,
 }
 
 impl Body {
     fn of(frame: Frame) -> Body {
         Body {
-            pickle: frame.body.0,
-            buffers: frame.buffers.into_iter().map(|b| b.0).collect(),
+            pickle: frame.body,
+            buffers: frame.buffers,
         }
     }
 
     fn into_term(self, env: Env<'_>) -> Term<'_> {
-        let pickle = self.pickle.release(env).encode(env);
+        let pickle = self.pickle.release(env);
         if self.buffers.is_empty() {
             return pickle;
         }
-        let buffers: Vec<Term> = self
-            .buffers
-            .into_iter()
-            .map(|b| b.release(env).encode(env))
-            .collect();
+        let buffers: Vec<Term> = self.buffers.into_iter().map(|b| b.release(env)).collect();
         (pickle, buffers).encode(env)
     }
 }

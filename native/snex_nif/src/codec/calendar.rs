@@ -6,9 +6,9 @@
 //! picks its `tzinfo`. Only structs of `Calendar.ISO` are converted: other calendars go the way of any
 //! other struct.
 
-use crate::codec::beam_bytes::Pickle;
 use rustler::{Atom, Term};
 
+use crate::codec::beam_bytes::Pickle;
 use crate::codec::opts::EncodeError;
 
 rustler::atoms! {

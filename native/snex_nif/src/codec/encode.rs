@@ -9,10 +9,9 @@ use rustler::types::{Binary, MapIterator};
 use rustler::{BigInt, Term, TermType};
 use snex_core::pickle::ExternalKind;
 
-use crate::codec::beam_bytes::{BeamBytes, Pickle, OUT_OF_BAND_MIN};
-
 use crate::atoms;
 use crate::codec::atom_text::atom_name;
+use crate::codec::beam_bytes::{BeamBytes, Pickle, OUT_OF_BAND_MIN};
 pub use crate::codec::opts::{BinaryAs, EncodeError, EncodeOpts};
 
 /// Work allowed before yielding to a dirty scheduler; `None` means unlimited.
