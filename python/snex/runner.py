@@ -209,6 +209,7 @@ class Connection:
         if (
             kind in _HELD_KINDS
             and not out_of_band
+            and self.reader.queue  # more frames to handle now: worth waiting for their replies
             and threading.get_ident() == self._main_thread
             and self.replies.hold(header + body)
         ):

@@ -178,3 +178,15 @@ def test_the_helper_thread_writes_what_waits_too_long() -> None:
     assert batch.hold(b"late")
     assert done.wait(5)
     assert written == [b"late"]
+
+
+def test_a_request_alone_is_answered_at_once(harness: LoopHarness) -> None:
+    def script(h: LoopHarness) -> None:
+        for i in range(1, 6):
+            h.send(eval_frame(i, "return 1"))
+            assert h.recv() == (REPLY_OK, i, 1)
+
+    harness.run(script)
+    # Nothing was held (no frame behind it to wait for): the helper thread never started,
+    # and no wake-up of it was paid for.
+    assert harness.conn.replies._flusher is None
