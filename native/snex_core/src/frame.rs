@@ -37,8 +37,12 @@ const PICKLE_PROTO: u8 = 0x80;
 /// length cannot make the reader allocate more than about what actually arrived.
 const READ_CHUNK: usize = 1024 * 1024;
 
-/// Once the first [`READ_CHUNK`] of an out-of-band buffer has arrived, the buffer grows at once
-/// to its whole size, up to this much (growing it step by step as bytes arrive costs copies:
+/// The first bytes of an out-of-band buffer are read into a buffer of this size: growing it
+/// copies them.
+const BUFFER_FIRST: usize = 64 * 1024;
+
+/// Once the first [`BUFFER_FIRST`] bytes of an out-of-band buffer have arrived, the buffer
+/// grows at once to its whole size, up to this much (growing it step by step as bytes arrive costs copies:
 /// 10 MB from Python took 2-3 times as long); larger ones double from there. A lying table
 /// gets the reader to allocate this much only after sending a whole chunk.
 const BUFFER_AT_ONCE: usize = 256 * 1024 * 1024;
@@ -343,7 +347,7 @@ impl<R: Read> FrameReader<R> {
         let body = self.read_body(pickle_len)?;
         let mut buffers = Vec::with_capacity(buffer_lens.len());
         for len in buffer_lens {
-            buffers.push(self.read_growing(len, BUFFER_AT_ONCE)?);
+            buffers.push(self.read_growing(len, BUFFER_FIRST, BUFFER_AT_ONCE)?);
         }
         Ok(Some(FrameOf {
             kind,
@@ -417,14 +421,18 @@ impl<R: Read> FrameReader<R> {
     /// Reads exactly `len` body bytes. The buffer starts at 1 MiB at most and doubles as bytes
     /// arrive, so a header that lies about the length cannot cause a large allocation.
     fn read_body<B: BodyBuffer>(&mut self, len: usize) -> Result<B, FrameError> {
-        self.read_growing(len, 0)
+        self.read_growing(len, READ_CHUNK, 0)
     }
 
-    /// Reads exactly `len` bytes into a buffer of at most [`READ_CHUNK`] bytes at first, which
-    /// then grows to at least `jump` bytes (at most `len`), and doubles from there as bytes
-    /// arrive.
-    fn read_growing<B: BodyBuffer>(&mut self, len: usize, jump: usize) -> Result<B, FrameError> {
-        let mut size = len.min(READ_CHUNK);
+    /// Reads exactly `len` bytes into a buffer of at most `first` bytes at first, which then
+    /// grows to at least `jump` bytes (at most `len`), and doubles from there as bytes arrive.
+    fn read_growing<B: BodyBuffer>(
+        &mut self,
+        len: usize,
+        first: usize,
+        jump: usize,
+    ) -> Result<B, FrameError> {
+        let mut size = len.min(first);
         let mut body = B::with_len(size).ok_or(FrameError::OutOfMemory(size))?;
         let mut filled = 0;
         loop {
