@@ -10,6 +10,7 @@ append to the queue, in order.
 from __future__ import annotations
 
 import os
+import select
 import struct
 from collections import deque
 from typing import Any
@@ -51,6 +52,9 @@ MAX_BODY = (1 << 32) - 1 - 9
 #: Bodies this large are read straight into a buffer of their own size.
 LARGE_BODY = 1 << 20
 READ_CHUNK = 1 << 16
+#: How long (seconds) the reader waits for more of a large frame before it goes back to the
+#: event loop.
+FOLLOW_WAIT = 0.005
 
 
 class ProtocolError(Exception):
@@ -79,13 +83,18 @@ class FrameReader:
         #: The frame whose large parts are being read straight into their own buffers.
         self._pending: _Pending | None = None
 
-    def read_once(self) -> bool:
+    def read_once(self, follow: bool = False) -> bool:
         """One read from the fd; the complete frames go to the queue. False at EOF; raises
-        `BlockingIOError` when nothing is readable, `ProtocolError` on a malformed frame."""
+        `BlockingIOError` when nothing is readable, `ProtocolError` on a malformed frame.
+
+        With `follow`, the rest of a large frame being read is read as it arrives, waiting up
+        to `FOLLOW_WAIT` at a time for more, instead of one read per call: Elixir is writing
+        it now, and each return to the event loop costs a poll (10 MB: 4.1-6.0 ms against
+        5.2-6.6 ms here)."""
         self.busy = True
         try:
             if self._pending is not None:
-                return self._read_pending()
+                return self._read_pending(follow)
             chunk = os.read(self.fd, self._read_size())
             if not chunk:
                 return False
@@ -198,13 +207,21 @@ class FrameReader:
             self.cancels.add(req_id)
         self.queue.append((kind, req_id, body))
 
-    def _read_pending(self) -> bool:
+    def _read_pending(self, follow: bool) -> bool:
         pending = self._pending
         assert pending is not None
-        n = os.readv(self.fd, [pending.rest()])
-        if n == 0:
-            return False
-        pending.advance(n)
+        while True:
+            try:
+                n = os.readv(self.fd, [pending.rest()])
+            except BlockingIOError:
+                if not follow or not select.select((self.fd,), (), (), FOLLOW_WAIT)[0]:
+                    raise
+                continue
+            if n == 0:
+                return False
+            pending.advance(n)
+            if pending.done() or not follow or pending.left() < LARGE_BODY:
+                break
         if pending.done():
             self._pending = None
             self._enqueue(*pending.frame())
@@ -215,7 +232,18 @@ class _Pending:
     """A frame being read part by part straight into its parts' own buffers: the body (or the
     pickle of a frame with buffers), then each out-of-band buffer."""
 
-    __slots__ = ("have", "index", "kind", "parts", "req_id", "size", "targets", "views")
+    __slots__ = (
+        "filled",
+        "have",
+        "index",
+        "kind",
+        "parts",
+        "req_id",
+        "size",
+        "targets",
+        "total",
+        "views",
+    )
 
     def __init__(
         self,
@@ -235,12 +263,18 @@ class _Pending:
         self.index = 0
         self.have = 0
         self.size = size
+        self.total = sum(len(v) for v in self.views)
+        self.filled = 0
         self._skip_empty()
 
     def _skip_empty(self) -> None:
         while self.index < len(self.views) and self.have == len(self.views[self.index]):
             self.index += 1
             self.have = 0
+
+    def left(self) -> int:
+        """Bytes still to read."""
+        return self.total - self.filled
 
     def done(self) -> bool:
         """True when every part is filled."""
@@ -253,6 +287,7 @@ class _Pending:
     def advance(self, n: int) -> None:
         """`n` bytes were read into `rest()`."""
         self.have += n
+        self.filled += n
         self._skip_empty()
 
     def fill(self, data: bytearray, pos: int) -> int:

@@ -311,7 +311,7 @@ class Connection:
     def _on_readable(self) -> None:
         reader = self.reader
         try:
-            alive = reader.read_once()
+            alive = reader.read_once(follow=True)
         except BlockingIOError:
             alive = True
         except ProtocolError as e:

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import array
 import asyncio
+import contextlib
 import os
 import pickle
+import select
 import struct
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,7 +81,6 @@ def read_frames(data: bytes, piece_sizes: list[int]) -> list[Any]:
     writer = threading.Thread(target=feed)
     writer.start()
     reader = FrameReader(r, None, CANCEL)
-    import select
 
     while True:
         select.select([r], [], [])
@@ -257,3 +259,48 @@ def test_send_and_cast_send_large_bytes_out_of_band(monkeypatch: pytest.MonkeyPa
     interface.cast_now("m", "f", [BIG, b"small", bytearray(BIG)])
     assert [lens for _, lens in frames] == [[len(BIG)], [len(BIG), len(BIG)]]
     assert all(len(body) < 1000 for body, _ in frames)
+
+
+def test_the_loop_follows_a_large_frame_as_it_arrives() -> None:
+    body = pickle.dumps(BIG * 12, 5)  # 3 MiB
+    data = struct.pack(">IBQ", 9 + len(body), EVAL, 1) + body
+    half = len(data) // 2
+    r, w = os.pipe()
+    os.set_blocking(r, False)
+    halfway = threading.Event()
+
+    def feed() -> None:
+        for pos in range(0, half, 128 * 1024):
+            write_all(w, data[pos : min(pos + 128 * 1024, half)])
+            time.sleep(0.001)
+        halfway.set()
+
+    writer = threading.Thread(target=feed)
+    writer.start()
+    reader = FrameReader(r, None, CANCEL)
+    calls = 0
+    try:
+        # Until half the frame is in, and then no more comes: a read follows the frame as it
+        # arrives (pieces every millisecond), and gives the loop back once it stops.
+        while not (halfway.is_set() and reader._pending and reader._pending.filled > half - 100):
+            select.select([r], [], [], 1)
+            calls += 1
+            with contextlib.suppress(BlockingIOError):
+                reader.read_once(follow=True)
+        assert calls < 8, calls  # 1.5 MiB through a 64 KiB pipe: 24 reads without following
+        started = time.monotonic()
+        with pytest.raises(BlockingIOError):
+            reader.read_once(follow=True)
+        assert time.monotonic() - started < 1
+        writer.join()
+        writer = threading.Thread(target=write_all, args=(w, data[half:]))
+        writer.start()
+        while not reader.queue:
+            select.select([r], [], [])
+            with contextlib.suppress(BlockingIOError):
+                reader.read_once(follow=True)
+        assert reader.queue[0][2] == body
+    finally:
+        os.close(r)  # a writer still blocked on the pipe gets an error and ends
+        writer.join()
+        os.close(w)
