@@ -281,6 +281,25 @@ fn the_rest_of_a_partial_direct_write_goes_before_anything_queued_after_it() {
 
 #[test]
 fn concurrent_submitters_and_a_slow_reader_keep_each_threads_order() {
+    // Order holds in every run; that both ways were taken depends on timing (a loaded machine
+    // may queue every frame), so a few runs are allowed to see a direct write.
+    let mut seen = Vec::new();
+    for _ in 0..5 {
+        let direct = concurrent_submitters_run();
+        seen.push(direct);
+        if direct.complete > 0 {
+            break;
+        }
+    }
+    let direct = *seen.last().unwrap();
+    assert!(direct.complete > 0, "{seen:?}");
+    const ALL: u64 = 8 * 400;
+    assert!(direct.complete < ALL, "{direct:?}");
+}
+
+/// 8 threads send 400 frames each to a slow reader; checks each thread's order and returns
+/// how many frames were written directly.
+fn concurrent_submitters_run() -> DirectWrites {
     const THREADS: u64 = 8;
     const FRAMES: u64 = 400;
     let (r, w) = pipe();
@@ -322,9 +341,7 @@ fn concurrent_submitters_and_a_slow_reader_keep_each_threads_order() {
         assert_eq!(i, next[t], "thread {t}");
         next[t] += 1;
     }
-    // Both ways were taken.
-    assert!(direct.complete > 0, "{direct:?}");
-    assert!(direct.complete < THREADS * FRAMES, "{direct:?}");
+    direct
 }
 
 #[test]
