@@ -26,6 +26,7 @@ import os
 import pickle
 import sys
 import time
+from collections.abc import Callable
 
 WARMUP = 2
 
@@ -52,32 +53,56 @@ def write_all(fd: int, view: memoryview) -> None:
         sent += os.write(fd, view[sent:])
 
 
-def transfer(size: int, runs: int, placement: str) -> list[float]:
-    """Moves ``size`` bytes from a child process to this one through a pipe, ``runs`` times."""
-    go_r, go_w = os.pipe()
-    data_r, data_w = os.pipe()
+def fork_child(
+    placement: str, serve: Callable[[int, int], None]
+) -> tuple[int, int, int]:
+    """Forks a child pinned by ``placement`` that runs ``serve(requests, replies)`` on two
+    pipes and exits; returns its pid and this side's ends (to write requests, to read
+    replies)."""
+    requests_r, requests_w = os.pipe()
+    replies_r, replies_w = os.pipe()
     pid = os.fork()
     pin(placement, child=pid == 0)
     if pid == 0:
-        os.close(go_w)
-        os.close(data_r)
-        view = memoryview(b"x" * size)
-        while os.read(go_r, 1):
-            write_all(data_w, view)
+        os.close(requests_w)
+        os.close(replies_r)
+        serve(requests_r, replies_w)
         os._exit(0)
-    os.close(go_r)
-    os.close(data_w)
-    view = memoryview(bytearray(size))
+    os.close(requests_r)
+    os.close(replies_w)
+    return pid, requests_w, replies_r
+
+
+def timed(runs: int, warmup: int, once: Callable[[], object]) -> list[float]:
+    """``once()`` ``warmup + runs`` times; the durations of the last ``runs`` in µs."""
     samples = []
-    for i in range(WARMUP + runs):
+    for i in range(warmup + runs):
         t0 = time.perf_counter()
-        os.write(go_w, b"g")
+        once()
+        if i >= warmup:
+            samples.append((time.perf_counter() - t0) * 1e6)
+    return samples
+
+
+def transfer(size: int, runs: int, placement: str) -> list[float]:
+    """Moves ``size`` bytes from a child process to this one through a pipe, ``runs`` times."""
+
+    def serve(requests: int, replies: int) -> None:
+        view = memoryview(b"x" * size)
+        while os.read(requests, 1):
+            write_all(replies, view)
+
+    pid, go, data = fork_child(placement, serve)
+    view = memoryview(bytearray(size))
+
+    def once() -> None:
+        os.write(go, b"g")
         have = 0
         while have < size:
-            have += os.readv(data_r, [view[have:]])
-        if i >= WARMUP:
-            samples.append((time.perf_counter() - t0) * 1e6)
-    os.close(go_w)
+            have += os.readv(data, [view[have:]])
+
+    samples = timed(runs, WARMUP, once)
+    os.close(go)
     os.waitpid(pid, 0)
     return samples
 
@@ -85,38 +110,24 @@ def transfer(size: int, runs: int, placement: str) -> list[float]:
 def pickle_alone(size: int, runs: int) -> list[float]:
     """``pickle.dumps(data, 5)`` + ``pickle.loads`` of ``size`` bytes, ``runs`` times."""
     data = b"x" * size
-    samples = []
-    for i in range(WARMUP + runs):
-        t0 = time.perf_counter()
-        pickle.loads(pickle.dumps(data, 5))
-        if i >= WARMUP:
-            samples.append((time.perf_counter() - t0) * 1e6)
-    return samples
+    return timed(runs, WARMUP, lambda: pickle.loads(pickle.dumps(data, 5)))
 
 
 def pingpong(runs: int, placement: str) -> list[float]:
     """Round trips of a 4-byte message between this process and a child, through two pipes."""
-    to_child_r, to_child_w = os.pipe()
-    to_parent_r, to_parent_w = os.pipe()
-    pid = os.fork()
-    pin(placement, child=pid == 0)
-    if pid == 0:
-        os.close(to_child_w)
-        os.close(to_parent_r)
-        while data := os.read(to_child_r, 64):
-            os.write(to_parent_w, data)
-        os._exit(0)
-    os.close(to_child_r)
-    os.close(to_parent_w)
-    warmup = 500
-    samples = []
-    for i in range(warmup + runs):
-        t0 = time.perf_counter()
-        os.write(to_child_w, b"ping")
-        os.read(to_parent_r, 64)
-        if i >= warmup:
-            samples.append((time.perf_counter() - t0) * 1e6)
-    os.close(to_child_w)
+
+    def serve(requests: int, replies: int) -> None:
+        while data := os.read(requests, 64):
+            os.write(replies, data)
+
+    pid, to_child, from_child = fork_child(placement, serve)
+
+    def once() -> None:
+        os.write(to_child, b"ping")
+        os.read(from_child, 64)
+
+    samples = timed(runs, 500, once)
+    os.close(to_child)
     os.waitpid(pid, 0)
     return samples
 

@@ -66,12 +66,16 @@ def _args(args: Iterable[Any]) -> list[Any]:
     return [_large_bytes_apart(a) for a in args]
 
 
-def _write(conn: Link, kind: int, req_id: int, value: Any, root: Sequence[str]) -> None:
-    """Encodes `value` and writes it as a frame, large buffers out of band if `conn` takes
+def _encode(conn: Link, value: Any, root: Sequence[str]) -> tuple[bytes, list[memoryview]]:
+    """`value` encoded for `conn`: the pickle, and its out-of-band buffers if `conn` takes
     them."""
     out_of_band: list[memoryview] | None = [] if conn.takes_buffers else None
-    body = codec.encode(value, root=root, out_of_band=out_of_band)
-    conn.write_frame(kind, req_id, body, out_of_band or ())
+    return codec.encode(value, root=root, out_of_band=out_of_band), out_of_band or []
+
+
+def _write(conn: Link, kind: int, req_id: int, value: Any, root: Sequence[str]) -> None:
+    """Encodes `value` and writes it as a frame."""
+    conn.write_frame(kind, req_id, *_encode(conn, value, root))
 
 
 def send_now(to: Any, data: Any) -> None:
@@ -122,11 +126,10 @@ async def call(
     loop = asyncio.get_running_loop()
     fut: asyncio.Future[Any] = loop.create_future()
     value = (_atom(module), _atom(function), _args(args), _node(node), opts)
-    out_of_band: list[memoryview] | None = [] if conn.takes_buffers else None
-    body = codec.encode(value, root=_CALL_NAMES, out_of_band=out_of_band)
+    body, out_of_band = _encode(conn, value, _CALL_NAMES)
     call_id = conn.register_call(fut, loop)
     try:
-        conn.write_frame(CALL, call_id, body, out_of_band or ())
+        conn.write_frame(CALL, call_id, body, out_of_band)
         return await fut
     finally:
         conn.forget_call(call_id)

@@ -206,11 +206,12 @@ class Connection:
                 f"Cannot send {size} bytes to Elixir: a frame carries at most {MAX_BODY}"
             )
         header = HEADER.pack(9 + size, kind, req_id)
+        main = threading.get_ident() == self._main_thread
         if (
-            kind in _HELD_KINDS
+            main
+            and kind in _HELD_KINDS
             and not out_of_band
             and self.reader.queue  # more frames to handle now: worth waiting for their replies
-            and threading.get_ident() == self._main_thread
             and self.replies.hold(header + body)
         ):
             if self.replies.full():
@@ -220,7 +221,6 @@ class Connection:
             return
         parts: list[bytes | memoryview] = [header + body] if len(body) < 65536 else [header, body]
         parts += out_of_band
-        main = threading.get_ident() == self._main_thread
         with self._write_lock:
             if main:  # replies held on this thread go first, in the same write
                 held = self.replies.take()
@@ -264,15 +264,13 @@ class Connection:
         out_of_band: list[memoryview] = []
         try:
             body = codec.encode(value, root="result", out_of_band=out_of_band)
-            size = len(body) + sum(b.nbytes for b in out_of_band)
-            if out_of_band:  # and the buffer table
-                size += buffers.COUNT.size + buffers.ENTRY.size * len(out_of_band)
-            if size > MAX_BODY:
-                raise EncodeError(f"Cannot send a value of {size} bytes: at most {MAX_BODY}")
         except BaseException as e:  # noqa: BLE001 - whatever encoding raises is this reply's error
             self.reply_error(req_id, "encode_error", *_encode_failure(e))
             return
-        self.write_frame(REPLY_OK, req_id, body, out_of_band)
+        try:
+            self.write_frame(REPLY_OK, req_id, body, out_of_band)
+        except EncodeError as e:  # too large for a frame: nothing was written
+            self.reply_error(req_id, "encode_error", *_encode_failure(e))
 
     def send_output(self, req_id: int, stream: str, text: str) -> None:
         """Sends what request `req_id` printed on `stream` to its caller (``capture_output``)."""

@@ -94,7 +94,11 @@ defmodule Snex.OutOfBandTest do
         end)
 
       assert :ok = Task.await(task, 30_000)
-      assert released?(before + 20_000_000, System.monotonic_time(:millisecond) + 5_000)
+
+      assert Snex.Test.OSProcess.eventually(fn ->
+               :erlang.garbage_collect()
+               :erlang.memory(:binary) < before + 20_000_000
+             end)
     end
   end
 
@@ -182,16 +186,6 @@ defmodule Snex.OutOfBandTest do
 
       assert %Error{code: :interpreter_exited, reason: {:protocol_error, message}} = reason
       assert message =~ "buffer table"
-    end
-  end
-
-  defp released?(limit, deadline) do
-    :erlang.garbage_collect()
-
-    cond do
-      :erlang.memory(:binary) < limit -> true
-      System.monotonic_time(:millisecond) > deadline -> false
-      true -> receive(after: (50 -> released?(limit, deadline)))
     end
   end
 end

@@ -11,20 +11,12 @@ defmodule Snex.Test.OSProcess do
   end
 
   @doc "Waits up to `timeout` ms for `pid` to be gone; returns whether it is."
-  def wait_gone(pid, timeout \\ 5_000) do
-    deadline = System.monotonic_time(:millisecond) + timeout
-    do_wait_gone(pid, deadline)
-  end
+  def wait_gone(pid, timeout \\ 5_000), do: eventually(fn -> not alive?(pid) end, timeout)
 
-  defp do_wait_gone(pid, deadline) do
-    cond do
-      not alive?(pid) -> true
-      System.monotonic_time(:millisecond) > deadline -> false
-      true -> Process.sleep(20) && do_wait_gone(pid, deadline)
-    end
-  end
-
-  @doc "Polls `fun` until it returns a truthy value or `timeout` ms pass."
+  @doc """
+  Polls `fun` every 20 ms until it returns a truthy value (returned) or `timeout` ms pass
+  (`false`): for states no message tells of, such as an OS process being gone.
+  """
   def eventually(fun, timeout \\ 5_000) do
     deadline = System.monotonic_time(:millisecond) + timeout
     do_eventually(fun, deadline)
@@ -36,8 +28,10 @@ defmodule Snex.Test.OSProcess do
         if System.monotonic_time(:millisecond) > deadline do
           false
         else
-          Process.sleep(20)
-          do_eventually(fun, deadline)
+          receive do
+          after
+            20 -> do_eventually(fun, deadline)
+          end
         end
 
       value ->
