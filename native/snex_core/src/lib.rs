@@ -8,4 +8,5 @@ pub mod interrupt;
 pub mod pickle;
 pub mod pipe_capacity;
 pub mod process;
+pub mod splice;
 pub mod writer;

@@ -38,6 +38,7 @@
 
 use std::fs::File;
 use std::io::{self, IoSlice, Write};
+use std::ops::Range;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender};
@@ -49,6 +50,7 @@ use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 
 use crate::frame;
 use crate::pickle::{ExternalKind, PickleOutput};
+use crate::splice;
 
 /// How many queued frames are gathered into one `writev` at most.
 const MAX_BATCH: usize = 64;
@@ -169,16 +171,18 @@ impl Outgoing {
         self.len == 0
     }
 
-    fn push_slices<'a>(&'a self, slices: &mut Vec<IoSlice<'a>>) {
-        slices.push(IoSlice::new(&self.header));
+    /// The frame's pieces in order, each with `true` when it is bytes the frame refers to (kept
+    /// alive, unchanged, until the frame is dropped), which may be spliced into the pipe.
+    fn push_parts<'a>(&'a self, parts: &mut Vec<(&'a [u8], bool)>) {
+        parts.push((&self.header, false));
         if !self.table.is_empty() {
-            slices.push(IoSlice::new(&self.table));
+            parts.push((&self.table, false));
         }
         if let Some(body) = &self.body {
-            slices.extend(body.io_slices());
+            parts.extend(body.parts());
             for (_, buffer) in &body.buffers {
                 if !buffer.as_ref().is_empty() {
-                    slices.push(IoSlice::new(buffer.as_ref()));
+                    parts.push((buffer.as_ref(), true));
                 }
             }
         }
@@ -347,6 +351,8 @@ struct Shared<P> {
     tx: Mutex<Option<Sender<Msg>>>,
     direct_writes: AtomicU64,
     direct_partial: AtomicU64,
+    /// Bytes spliced into the pipe so far.
+    spliced: AtomicU64,
 }
 
 /// How many bytes are queued, as seen by each busy limit.
@@ -417,6 +423,7 @@ impl<P: PartialEq + Clone + Send + 'static> Writer<P> {
             tx: Mutex::new(Some(tx)),
             direct_writes: AtomicU64::new(0),
             direct_partial: AtomicU64::new(0),
+            spliced: AtomicU64::new(0),
         });
         let thread_shared = shared.clone();
         std::thread::Builder::new()
@@ -528,6 +535,11 @@ impl<P: PartialEq + Clone + Send + 'static> Writer<P> {
             partial: self.shared.direct_partial.load(Ordering::Relaxed),
         }
     }
+
+    /// How many bytes went into the pipe by reference so far (see [`splice`]).
+    pub fn spliced_bytes(&self) -> u64 {
+        self.shared.spliced.load(Ordering::Relaxed)
+    }
 }
 
 impl<P> Writer<P> {
@@ -561,10 +573,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One non-blocking `writev` of `frame`; returns how many bytes the pipe took (0 when it
 /// was full or failed).
 fn write_once(mut file: &File, frame: &Outgoing) -> usize {
-    let mut slices = Vec::with_capacity(4);
-    frame.push_slices(&mut slices);
-    let take = slices.len().min(IOV_MAX);
-    file.write_vectored(&slices[..take]).unwrap_or(0)
+    let mut parts = Vec::with_capacity(4);
+    frame.push_parts(&mut parts);
+    let slices: Vec<IoSlice> = parts
+        .iter()
+        .take(IOV_MAX)
+        .map(|(part, _)| IoSlice::new(part))
+        .collect();
+    file.write_vectored(&slices).unwrap_or(0)
 }
 
 /// The writer thread; returns the error that stopped it, if any.
@@ -603,11 +619,16 @@ fn write_loop<P: PartialEq>(
             }),
             None => Err(io::ErrorKind::BrokenPipe.into()),
         };
-        if let Err(e) = result {
-            // Python is gone, or closed its end: the caller of `start_watched` finds out.
-            shared.port.sub(total - accepted);
-            failure = Some(e);
-            break;
+        match result {
+            Ok(spliced) => {
+                shared.spliced.fetch_add(spliced, Ordering::Relaxed);
+            }
+            Err(e) => {
+                // Python is gone, or closed its end: the caller of `start_watched` finds out.
+                shared.port.sub(total - accepted);
+                failure = Some(e);
+                break;
+            }
         }
         shared.inflight.fetch_sub(frames, Ordering::AcqRel);
         drop(pipe);
@@ -642,46 +663,130 @@ fn write_loop<P: PartialEq>(
 }
 
 /// Writes the rest of `partial`, then the whole batch, reporting each number of bytes the pipe
-/// accepts to `accepted`; waits in `poll` while the pipe is full.
+/// accepts to `accepted`; waits in `poll` while the pipe is full. Large bytes the frames refer
+/// to are spliced into the pipe where the rule of [`splice`] allows it; when this returns,
+/// the reader has copied every spliced byte out of the pipe.
 fn write_all(
     file: &File,
     partial: Option<&Partial>,
     batch: &[Outgoing],
     accepted: impl FnMut(usize),
-) -> io::Result<()> {
-    let mut slices: Vec<IoSlice> = Vec::with_capacity(batch.len() * 3 + 3);
-    if let Some(partial) = partial {
-        partial.frame.push_slices(&mut slices);
+) -> io::Result<u64> {
+    let frames = || partial.map(|p| &p.frame).into_iter().chain(batch);
+    let capacity = if frames().any(|f| f.len > splice::MIN_SPLICE) {
+        splice::capacity(file)
+    } else {
+        None
+    };
+    let mut parts: Vec<(&[u8], bool)> = Vec::with_capacity(batch.len() * 3 + 3);
+    let mut spliced: Vec<Range<usize>> = Vec::new();
+    let mut frame_start = 0;
+    for frame in frames() {
+        let first = parts.len();
+        frame.push_parts(&mut parts);
+        let frame_end = frame_start + frame.len;
+        let mut at = frame_start;
+        for &(part, shared) in &parts[first..] {
+            let range = at..at + part.len();
+            at = range.end;
+            if let (true, Some(c)) = (shared, capacity) {
+                spliced.extend(splice::spliceable(range, frame_end, c));
+            }
+        }
+        frame_start = frame_end;
     }
-    for frame in batch {
-        frame.push_slices(&mut slices);
-    }
-    let mut slices = &mut slices[..];
-    if let Some(partial) = partial {
-        IoSlice::advance_slices(&mut slices, partial.written);
-    }
-    write_all_vectored(file, slices, accepted)
+    let parts: Vec<&[u8]> = parts.into_iter().map(|(part, _)| part).collect();
+    let from = partial.map_or(0, |p| p.written);
+    write_stream(file, &parts, &spliced, from, accepted)
 }
 
-fn write_all_vectored(
+/// Writes the bytes of `parts` from offset `from` on: the `spliced` ranges (sorted offsets)
+/// by reference, the rest by copy. Falls back to copying if the pipe refuses a splice. Returns
+/// how many bytes were spliced.
+fn write_stream(
     mut file: &File,
-    mut slices: &mut [IoSlice],
+    parts: &[&[u8]],
+    mut spliced: &[Range<usize>],
+    from: usize,
     mut accepted: impl FnMut(usize),
-) -> io::Result<()> {
-    while !slices.is_empty() {
-        let take = slices.len().min(IOV_MAX);
-        match file.write_vectored(&slices[..take]) {
+) -> io::Result<u64> {
+    let total: usize = parts.iter().map(|p| p.len()).sum();
+    let mut cursor = Cursor::default();
+    cursor.advance(parts, from);
+    let mut pos = from;
+    let mut by_reference_total = 0u64;
+    while pos < total {
+        while spliced.first().is_some_and(|r| r.end <= pos) {
+            spliced = &spliced[1..];
+        }
+        let (by_reference, limit) = match spliced.first() {
+            Some(r) if r.start <= pos => (true, r.end),
+            Some(r) => (false, r.start),
+            None => (false, total),
+        };
+        let slices = cursor.slices(parts, limit - pos);
+        let result = if by_reference {
+            splice::splice(file, &slices)
+        } else {
+            file.write_vectored(&slices)
+        };
+        match result {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 accepted(n);
-                IoSlice::advance_slices(&mut slices, n);
+                pos += n;
+                cursor.advance(parts, n);
+                if by_reference {
+                    by_reference_total += n as u64;
+                }
             }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => wait_writable(file)?,
+            // Not a pipe that takes spliced pages: copy everything (a real failure of the pipe
+            // shows in the next `writev`).
+            Err(_) if by_reference => spliced = &[],
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(by_reference_total)
+}
+
+/// A position in a list of byte slices.
+#[derive(Default)]
+struct Cursor {
+    index: usize,
+    offset: usize,
+}
+
+impl Cursor {
+    fn advance(&mut self, parts: &[&[u8]], mut n: usize) {
+        while n > 0 && self.index < parts.len() {
+            let left = parts[self.index].len() - self.offset;
+            if n < left {
+                self.offset += n;
+                return;
+            }
+            n -= left;
+            self.index += 1;
+            self.offset = 0;
+        }
+    }
+
+    /// At most `max` bytes from here on, in at most `IOV_MAX` slices.
+    fn slices<'a>(&self, parts: &[&'a [u8]], mut max: usize) -> Vec<IoSlice<'a>> {
+        let mut slices = Vec::new();
+        let mut offset = self.offset;
+        for part in &parts[self.index..] {
+            if max == 0 || slices.len() == IOV_MAX {
+                break;
+            }
+            let take = (part.len() - offset).min(max);
+            slices.push(IoSlice::new(&part[offset..offset + take]));
+            max -= take;
+            offset = 0;
+        }
+        slices
+    }
 }
 
 /// Waits until the pipe has room (or its reader is gone: the next write then fails).

@@ -496,3 +496,63 @@ fn out_of_band_buffers_are_written_after_the_pickle_and_counted_in_the_frame() {
     assert_eq!(frames[0].buffers, vec![big, b"abc".repeat(30_000)]);
     assert!(frames[1].buffers.is_empty());
 }
+
+/// Bytes that scribble over their memory when dropped: a reader that still finds them in the
+/// pipe afterwards reads the scribbles.
+struct Scribbled(Box<[u8]>);
+
+impl AsRef<[u8]> for Scribbled {
+    fn as_ref(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for Scribbled {
+    fn drop(&mut self) {
+        self.0.fill(0xEE);
+    }
+}
+
+#[test]
+fn spliced_buffers_are_read_out_of_the_pipe_before_their_frame_is_dropped() {
+    use snex_core::pickle::{ExternalKind, PickleWriter};
+    let (r, w) = pipe();
+    let writer = start(w);
+    // A slow reader: the pipe is full most of the time.
+    let read = thread::spawn(move || {
+        let mut reader = FrameReader::new(r);
+        let mut frames = Vec::new();
+        while let Some(f) = reader.read_frame().unwrap() {
+            frames.push(f);
+            thread::sleep(Duration::from_millis(20));
+        }
+        frames
+    });
+    let expected: Vec<Vec<u8>> = (0..4u32)
+        .map(|n| (0..3_000_000u32).map(|i| ((i + n) % 249) as u8).collect())
+        .collect();
+    for (id, data) in expected.iter().enumerate() {
+        let mut p = PickleWriter::<Scribbled>::default();
+        p.out_of_band(
+            ExternalKind::Bytes,
+            Scribbled(data.clone().into_boxed_slice()),
+        )
+        .unwrap();
+        assert!(writer.send(Outgoing::new(kind::EVAL, id as u64, p.finish()).unwrap()));
+    }
+    drained(&writer);
+    if cfg!(target_os = "linux") {
+        // All but the last pipe-full of each frame.
+        assert_eq!(
+            writer.spliced_bytes(),
+            4 * (3_000_000 - PIPE_SIZE as u64),
+            "the buffers were not spliced"
+        );
+    }
+    drop(writer);
+    let frames = read.join().unwrap();
+    assert_eq!(frames.len(), 4);
+    for (f, data) in frames.iter().zip(&expected) {
+        assert!(f.buffers[0] == *data, "frame {} read dropped memory", f.id);
+    }
+}

@@ -45,6 +45,8 @@ struct Stats {
     direct_writes: u64,
     /// Frames the submitting caller began to write, whose rest the writer thread wrote.
     direct_partial_writes: u64,
+    /// Bytes of large binaries spliced into the pipe (handed over by reference, not copied).
+    spliced_bytes: u64,
     /// Requests waiting for their reply (the load `Snex.Pool` balances on).
     pending: usize,
     /// Requests ever submitted, the init script's included (for `Snex.Pool`'s `max_calls`).
@@ -158,6 +160,7 @@ fn stats(res: ResourceArc<InterpreterRes>) -> Stats {
         max_concurrent_submits: res.state.max_concurrent_submits(),
         direct_writes: direct.complete,
         direct_partial_writes: direct.partial,
+        spliced_bytes: res.state.writer.spliced_bytes(),
         pending: res.state.pending_count(),
         submitted: res.state.submitted_count(),
     }

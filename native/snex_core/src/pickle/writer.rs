@@ -89,16 +89,29 @@ impl<E: AsRef<[u8]>> PickleOutput<E> {
     /// The pickle as slices for vectored writes: pieces of `buf` and the externals in order.
     /// Empty pieces are left out.
     pub fn io_slices(&self) -> Vec<IoSlice<'_>> {
-        let mut slices = Vec::with_capacity(2 * self.externals.len() + 1);
+        self.parts().map(|(part, _)| IoSlice::new(part)).collect()
+    }
+
+    /// The pickle's pieces in order, each with `true` when it is an external (bytes the
+    /// pickle refers to, not its own). Empty pieces are left out.
+    pub fn parts(&self) -> impl Iterator<Item = (&[u8], bool)> {
         let mut start = 0;
-        for (offset, data) in &self.externals {
-            let end = (*offset).clamp(start, self.buf.len());
-            push_nonempty(&mut slices, self.buf.get(start..end).unwrap_or_default());
-            push_nonempty(&mut slices, data.as_ref());
-            start = end;
-        }
-        push_nonempty(&mut slices, self.buf.get(start..).unwrap_or_default());
-        slices
+        self.externals
+            .iter()
+            .flat_map(move |(offset, data)| {
+                let end = (*offset).clamp(start, self.buf.len());
+                let own = self.buf.get(start..end).unwrap_or_default();
+                start = end;
+                [(own, false), (data.as_ref(), true)]
+            })
+            .chain(std::iter::once_with(move || {
+                let from = self.externals.last().map_or(0, |(offset, _)| *offset);
+                (
+                    self.buf.get(from.min(self.buf.len())..).unwrap_or_default(),
+                    false,
+                )
+            }))
+            .filter(|(part, _)| !part.is_empty())
     }
 
     /// The pickle as one contiguous vector (copies the externals).
@@ -108,12 +121,6 @@ impl<E: AsRef<[u8]>> PickleOutput<E> {
             out.extend_from_slice(&slice);
         }
         out
-    }
-}
-
-fn push_nonempty<'a>(slices: &mut Vec<IoSlice<'a>>, data: &'a [u8]) {
-    if !data.is_empty() {
-        slices.push(IoSlice::new(data));
     }
 }
 
