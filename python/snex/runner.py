@@ -13,7 +13,6 @@ import contextlib
 import contextvars
 import inspect
 import os
-import select
 import sys
 import threading
 import time
@@ -21,7 +20,7 @@ from collections.abc import Callable, Hashable, Sequence
 from types import CodeType
 from typing import Any, NoReturn, Protocol
 
-from . import buffers, capture, codec, direct, eager, interrupt, streams
+from . import buffers, capture, codec, direct, eager, interrupt, splice, streams
 from .code import RETURN_NAME, SnexReturn, compile_code
 from .errors import describe_exception, exception_text, format_exception
 from .frames import HEADER, MAX_BODY, Body, FrameReader, ProtocolError
@@ -227,7 +226,7 @@ class Connection:
                 if held:
                     parts.insert(0, held)
             try:
-                _write_all(self.write_fd, parts)
+                splice.write_all(self.write_fd, parts, len(out_of_band))
             except BaseException as e:  # noqa: BLE001 - half a frame may be out: no way back
                 _write_failed(e)
         if self.deferred_cancel is not None:
@@ -245,7 +244,7 @@ class Connection:
             if not data:
                 return
             try:
-                _write_all(self.write_fd, [data])
+                splice.write_all(self.write_fd, [data])
             except BaseException as e:  # noqa: BLE001 - as in write_frame
                 _write_failed(e)
 
@@ -724,25 +723,6 @@ def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         fut.set_result(value)
     else:
         fut.set_exception(ElixirError(value))
-
-
-#: At most this many slices per ``writev`` (the system's limit is at least 1024).
-_IOV_MAX = 512
-
-
-def _write_all(fd: int, parts: Sequence[bytes | memoryview]) -> None:
-    views = [memoryview(p) for p in parts]
-    while views:
-        try:
-            n = os.writev(fd, views[:_IOV_MAX])
-        except BlockingIOError:  # someone made the fd non-blocking: wait until writable
-            select.select((), (fd,), ())
-            continue
-        while views and n >= len(views[0]):
-            n -= len(views[0])
-            views.pop(0)
-        if views and n:
-            views[0] = views[0][n:]
 
 
 def _write_failed(exc: BaseException) -> NoReturn:

@@ -18,7 +18,7 @@ from types import CodeType
 import pytest
 from support import LoopHarness, eval_frame, frame
 
-from snex import runner
+from snex import runner, splice
 from snex.runner import CANCEL, REPLY_OK, SEND
 
 SLEEP = "started.set()\nimport time\ntime.sleep(20)\nreturn 'slept'"
@@ -279,9 +279,9 @@ def test_the_handler_does_not_raise_while_a_frame_is_written(
     )
     harness.env["ready"] = threading.Event()
     monkeypatch.setattr(runner, "_connection", harness.conn)
-    real_write_all = runner._write_all
+    real_write_all = splice.write_all
 
-    def write_with_signal(fd: int, parts: list[bytes]) -> None:
+    def write_with_signal(fd: int, parts: list[bytes], by_reference: int = 0) -> None:
         data = b"".join(parts)
         real_write_all(fd, [data[:1000]])
         signal.raise_signal(signal.SIGUSR2)  # the handler runs here, half a frame out
@@ -291,10 +291,10 @@ def test_the_handler_does_not_raise_while_a_frame_is_written(
         h.send(eval_frame(1, code))
         started(h)
         h.send(frame(CANCEL, 1))
-        monkeypatch.setattr(runner, "_write_all", write_with_signal)
+        monkeypatch.setattr(splice, "write_all", write_with_signal)
         h.env["ready"].set()
         assert h.recv() == (SEND, 0, ("pid", "x" * 100_000))
-        monkeypatch.setattr(runner, "_write_all", real_write_all)
+        monkeypatch.setattr(splice, "write_all", real_write_all)
         h.send(eval_frame(2, "return log"))
         assert h.recv() == (REPLY_OK, 2, ["CancelledError"])
 

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from support import LoopHarness, eval_frame
 
-from snex import reply_batch, runner
+from snex import reply_batch, splice
 from snex.code import compile_code
 from snex.reply_batch import ReplyBatch
 from snex.runner import REPLY_OK
@@ -28,9 +28,9 @@ def harness() -> Iterator[LoopHarness]:
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The number of frames in each write of the runner."""
     counts: list[int] = []
-    real = runner._write_all
+    real = splice.write_all
 
-    def counting(fd: int, parts: Any) -> None:
+    def counting(fd: int, parts: Any, by_reference: int = 0) -> None:
         data = b"".join(bytes(p) for p in parts)
         n, pos = 0, 0
         while pos < len(data):
@@ -39,7 +39,7 @@ def writes(monkeypatch: pytest.MonkeyPatch) -> list[int]:
         counts.append(n)
         real(fd, [data])
 
-    monkeypatch.setattr(runner, "_write_all", counting)
+    monkeypatch.setattr(splice, "write_all", counting)
     return counts
 
 

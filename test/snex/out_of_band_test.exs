@@ -102,6 +102,43 @@ defmodule Snex.OutOfBandTest do
     end
   end
 
+  describe "by reference (Linux vmsplice)" do
+    @describetag :linux
+
+    test "large binaries are spliced into the pipe each way and arrive whole", %{
+      interpreter: i,
+      env: env
+    } do
+      bin = :rand.bytes(5_000_000)
+      before = Snex.Native.stats(Snex.Interpreter.resource(i)).spliced_bytes
+
+      assert {:ok, md5} =
+               Snex.pyeval(env, "import hashlib\nreturn hashlib.md5(x).digest()", %{"x" => bin},
+                 encoding_opts: [binary_as: :bytes]
+               )
+
+      assert md5 == :erlang.md5(bin)
+      assert Snex.Native.stats(Snex.Interpreter.resource(i)).spliced_bytes > before
+
+      assert {:ok, nil} =
+               Snex.pyeval(env, """
+               import hashlib, os, snex.splice
+               data = os.urandom(5_000_000)
+               before = snex.splice.spliced_bytes
+               """)
+
+      assert {:ok, data} = Snex.pyeval(env, "return data")
+
+      assert {:ok, [md5, true]} =
+               Snex.pyeval(
+                 env,
+                 "return [hashlib.md5(data).digest(), snex.splice.spliced_bytes > before]"
+               )
+
+      assert :erlang.md5(data) == md5
+    end
+  end
+
   describe "Python → Elixir" do
     test "results: top-level bytes, buffers anywhere, array.array", %{env: env} do
       assert {:ok, big} = Snex.pyeval(env, "return bytes(range(256)) * 1024")
