@@ -97,6 +97,10 @@ def _write_loop(
             if write is os.writev:
                 raise
             raise _Refused(views) from None
+        if n == 0:
+            if write is os.writev:
+                raise OSError("the pipe took no bytes")
+            raise _Refused(views)
         done += n
         while views and n >= views[0].nbytes:
             n -= views[0].nbytes

@@ -91,9 +91,12 @@ def test_a_socket_is_written_by_copy() -> None:
 
 
 @linux_only
-def test_a_refused_splice_falls_back_to_copying(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("how", ["error", "nothing taken"])
+def test_a_refused_splice_falls_back_to_copying(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
     def refuse(fd: int, views: object) -> int:
-        raise OSError(22, "Invalid argument")
+        if how == "error":
+            raise OSError(22, "Invalid argument")
+        return 0
 
     monkeypatch.setattr(splice, "_splicer", refuse)
     r, w = small_pipe()

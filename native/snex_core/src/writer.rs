@@ -731,6 +731,7 @@ fn write_stream(
             file.write_vectored(&slices)
         };
         match result {
+            Ok(0) if by_reference => spliced = &[],
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => {
                 accepted(n);

@@ -556,3 +556,27 @@ fn spliced_buffers_are_read_out_of_the_pipe_before_their_frame_is_dropped() {
         assert!(f.buffers[0] == *data, "frame {} read dropped memory", f.id);
     }
 }
+
+#[test]
+fn a_socket_gets_its_buffers_by_copy() {
+    use snex_core::pickle::{ExternalKind, PickleWriter};
+    use std::os::fd::OwnedFd;
+    use std::os::unix::net::UnixStream;
+    let (r, w) = UnixStream::pair().unwrap();
+    let writer = start(File::from(OwnedFd::from(w)));
+    let read = thread::spawn(move || {
+        let mut reader = FrameReader::new(File::from(OwnedFd::from(r)));
+        reader.read_frame().unwrap().unwrap()
+    });
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 241) as u8).collect();
+    let mut p = PickleWriter::<Scribbled>::default();
+    p.out_of_band(
+        ExternalKind::Bytes,
+        Scribbled(data.clone().into_boxed_slice()),
+    )
+    .unwrap();
+    assert!(writer.send(Outgoing::new(kind::EVAL, 1, p.finish()).unwrap()));
+    let f = read.join().unwrap();
+    assert!(f.buffers[0] == data);
+    assert_eq!(writer.spliced_bytes(), 0);
+}
