@@ -90,6 +90,19 @@ fn reader(r: File, every: usize, pause: Duration) -> thread::JoinHandle<Vec<Fram
     })
 }
 
+/// Reads frames of any content until EOF on a thread, sleeping `pause` after each.
+fn read_frames(r: File, pause: Duration) -> thread::JoinHandle<Vec<Frame>> {
+    thread::spawn(move || {
+        let mut reader = FrameReader::new(r);
+        let mut frames = Vec::new();
+        while let Some(f) = reader.read_frame().unwrap() {
+            frames.push(f);
+            thread::sleep(pause);
+        }
+        frames
+    })
+}
+
 fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while !f() {
@@ -463,14 +476,7 @@ fn out_of_band_buffers_are_written_after_the_pickle_and_counted_in_the_frame() {
     use snex_core::pickle::{ExternalKind, PickleWriter};
     let (r, w) = pipe();
     let writer = start(w);
-    let read = thread::spawn(move || {
-        let mut reader = FrameReader::new(r);
-        let mut frames = Vec::new();
-        while let Some(f) = reader.read_frame().unwrap() {
-            frames.push(f);
-        }
-        frames
-    });
+    let read = read_frames(r, Duration::ZERO);
     let big: Vec<u8> = (0..2_000_000u32).map(|i| (i % 251) as u8).collect();
     let mut p = PickleWriter::<Vec<u8>>::default();
     p.begin_list(2);
@@ -519,15 +525,7 @@ fn spliced_buffers_are_read_out_of_the_pipe_before_their_frame_is_dropped() {
     let (r, w) = pipe();
     let writer = start(w);
     // A slow reader: the pipe is full most of the time.
-    let read = thread::spawn(move || {
-        let mut reader = FrameReader::new(r);
-        let mut frames = Vec::new();
-        while let Some(f) = reader.read_frame().unwrap() {
-            frames.push(f);
-            thread::sleep(Duration::from_millis(20));
-        }
-        frames
-    });
+    let read = read_frames(r, Duration::from_millis(20));
     let expected: Vec<Vec<u8>> = (0..4u32)
         .map(|n| (0..3_000_000u32).map(|i| ((i + n) % 249) as u8).collect())
         .collect();
