@@ -139,6 +139,39 @@ defmodule Snex.OutOfBandTest do
     end
   end
 
+  describe "concurrent large transfers" do
+    test "each way, with small calls in between, arrive whole", %{env: env} do
+      tasks =
+        for n <- 1..8 do
+          Task.async(fn ->
+            bin = :rand.bytes(2_000_000 + n * 100_000)
+
+            {:ok, md5} =
+              Snex.pyeval(env, "import hashlib\nreturn hashlib.md5(x).digest()", %{"x" => bin},
+                encoding_opts: [binary_as: :bytes]
+              )
+
+            {:ok, 1} = Snex.pyeval(env, "return 1")
+
+            {:ok, [back, back_md5]} =
+              Snex.pyeval(
+                env,
+                """
+                import hashlib, os
+                data = os.urandom(n)
+                return [memoryview(data), hashlib.md5(data).digest()]
+                """,
+                %{"n" => byte_size(bin)}
+              )
+
+            {md5 == :erlang.md5(bin), back_md5 == :erlang.md5(back)}
+          end)
+        end
+
+      assert Enum.map(tasks, &Task.await(&1, 30_000)) == List.duplicate({true, true}, 8)
+    end
+  end
+
   describe "Python → Elixir" do
     test "results: top-level bytes, buffers anywhere, array.array", %{env: env} do
       assert {:ok, big} = Snex.pyeval(env, "return bytes(range(256)) * 1024")
