@@ -2,10 +2,11 @@
 
 Run by bench/bench_helper.exs as ``python3 bench/floors.py MODE ARGS...``:
 
-- ``transfer SIZE RUNS PLACEMENT``: a child process writes SIZE bytes into a pipe (the
-  default pipe size), the parent reads them into a preallocated ``bytearray`` with
-  ``os.readv``; prints the duration of each run in µs, from the parent's "go" to its last byte
-  read.
+- ``transfer SIZE RUNS PLACEMENT [PIPE_SIZE [splice]]``: a child process writes SIZE bytes
+  into a pipe (the default pipe size, or PIPE_SIZE; with ``splice``, handed over with Linux's
+  ``vmsplice`` instead of ``write``), the parent reads them into a preallocated ``bytearray``
+  with ``os.readv``; prints the duration of each run in µs, from the parent's "go" to its last
+  byte read.
 - ``pickle SIZE RUNS``: ``pickle.dumps(data, 5)`` then ``pickle.loads`` of ``b"x" * SIZE``;
   prints the duration of each run in µs.
 - ``pingpong RUNS PLACEMENT``: a 4-byte ping-pong through two pipes between two processes;
@@ -22,6 +23,7 @@ from one run to the next. Every timed mode runs a few warm-up rounds first and p
 number per line.
 """
 
+import fcntl
 import os
 import pickle
 import sys
@@ -84,13 +86,39 @@ def timed(runs: int, warmup: int, once: Callable[[], object]) -> list[float]:
     return samples
 
 
-def transfer(size: int, runs: int, placement: str) -> list[float]:
+def splice_all(fd: int, data: bytes) -> None:
+    """Hands all of ``data`` to the pipe ``fd`` with ``vmsplice`` (Linux)."""
+    import ctypes
+
+    vmsplice = ctypes.CDLL(None, use_errno=True).vmsplice
+    vmsplice.argtypes = (ctypes.c_int, ctypes.c_void_p, ctypes.c_size_t, ctypes.c_uint)
+    vmsplice.restype = ctypes.c_ssize_t
+    base = ctypes.cast(ctypes.c_char_p(data), ctypes.c_void_p).value or 0
+    iov = (ctypes.c_size_t * 2)()
+    sent = 0
+    while sent < len(data):
+        iov[0], iov[1] = base + sent, len(data) - sent
+        n = vmsplice(fd, iov, 1, 0)
+        if n < 0:
+            raise OSError(ctypes.get_errno(), "vmsplice")
+        sent += n
+
+
+def transfer(
+    size: int, runs: int, placement: str, pipe_size: int = 0, splice: bool = False
+) -> list[float]:
     """Moves ``size`` bytes from a child process to this one through a pipe, ``runs`` times."""
 
     def serve(requests: int, replies: int) -> None:
-        view = memoryview(b"x" * size)
+        data = b"x" * size
+        view = memoryview(data)
+        if pipe_size:
+            fcntl.fcntl(replies, getattr(fcntl, "F_SETPIPE_SZ", 1031), pipe_size)
         while os.read(requests, 1):
-            write_all(replies, view)
+            if splice:
+                splice_all(replies, data)
+            else:
+                write_all(replies, view)
 
     pid, go, data = fork_child(placement, serve)
     view = memoryview(bytearray(size))
@@ -161,7 +189,10 @@ def main(argv: list[str]) -> None:
         print(pinnable_cpus())
         return
     if mode == "transfer":
-        samples = transfer(int(args[0]), int(args[1]), args[2])
+        pipe_size = int(args[3]) if len(args) > 3 else 0
+        samples = transfer(
+            int(args[0]), int(args[1]), args[2], pipe_size, args[4:] == ["splice"]
+        )
     elif mode == "pickle":
         samples = pickle_alone(int(args[0]), int(args[1]))
     elif mode == "pingpong":
