@@ -40,15 +40,15 @@ def write_all(fd: int, parts: Sequence[bytes | memoryview], by_reference: int = 
     """Writes every byte of ``parts`` into ``fd``; the last ``by_reference`` parts (buffers
     that stay alive while this runs) may be spliced. Returns once all is in the pipe, and
     every spliced byte out of it."""
-    views = [memoryview(p).cast("B") for p in parts]
+    views = [memoryview(p) for p in parts]
     splicer = _get_splicer() if by_reference else None
-    cut = 0
+    if splicer is None:
+        _copy(fd, views)
+        return
     start = sum(v.nbytes for v in views[: len(views) - by_reference])
-    if splicer is not None:
-        capacity = _capacity(fd)
-        total = start + sum(v.nbytes for v in views[len(views) - by_reference :])
-        cut = total - capacity if capacity else 0
-    if splicer is None or cut - start < MIN_SPLICE:
+    capacity = _capacity(fd)
+    cut = sum(v.nbytes for v in views) - capacity if capacity else 0
+    if cut - start < MIN_SPLICE:
         _copy(fd, views)
         return
     head, rest = _split(views, start)

@@ -173,19 +173,20 @@ impl Outgoing {
 
     /// The frame's pieces in order, each with `true` when it is bytes the frame refers to (kept
     /// alive, unchanged, until the frame is dropped), which may be spliced into the pipe.
-    fn push_parts<'a>(&'a self, parts: &mut Vec<(&'a [u8], bool)>) {
-        parts.push((&self.header, false));
-        if !self.table.is_empty() {
-            parts.push((&self.table, false));
-        }
-        if let Some(body) = &self.body {
-            parts.extend(body.parts());
-            for (_, buffer) in &body.buffers {
-                if !buffer.as_ref().is_empty() {
-                    parts.push((buffer.as_ref(), true));
-                }
-            }
-        }
+    fn parts(&self) -> impl Iterator<Item = (&[u8], bool)> {
+        let own = [&self.header[..], &self.table[..]]
+            .into_iter()
+            .filter(|part| !part.is_empty())
+            .map(|part| (part, false));
+        let body = self.body.iter().flat_map(|body| {
+            let buffers = body
+                .buffers
+                .iter()
+                .map(|(_, buffer)| (buffer.as_ref(), true))
+                .filter(|(buffer, _)| !buffer.is_empty());
+            body.parts().chain(buffers)
+        });
+        own.chain(body)
     }
 }
 
@@ -573,10 +574,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 /// One non-blocking `writev` of `frame`; returns how many bytes the pipe took (0 when it
 /// was full or failed).
 fn write_once(mut file: &File, frame: &Outgoing) -> usize {
-    let mut parts = Vec::with_capacity(4);
-    frame.push_parts(&mut parts);
-    let slices: Vec<IoSlice> = parts
-        .iter()
+    let slices: Vec<IoSlice> = frame
+        .parts()
         .take(IOV_MAX)
         .map(|(part, _)| IoSlice::new(part))
         .collect();
@@ -678,24 +677,22 @@ fn write_all(
     } else {
         None
     };
-    let mut parts: Vec<(&[u8], bool)> = Vec::with_capacity(batch.len() * 3 + 3);
+    let mut parts: Vec<&[u8]> = Vec::with_capacity(batch.len() * 3 + 3);
     let mut spliced: Vec<Range<usize>> = Vec::new();
     let mut frame_start = 0;
     for frame in frames() {
-        let first = parts.len();
-        frame.push_parts(&mut parts);
         let frame_end = frame_start + frame.len;
         let mut at = frame_start;
-        for &(part, shared) in &parts[first..] {
+        for (part, shared) in frame.parts() {
             let range = at..at + part.len();
             at = range.end;
+            parts.push(part);
             if let (true, Some(c)) = (shared, capacity) {
                 spliced.extend(splice::spliceable(range, frame_end, c));
             }
         }
         frame_start = frame_end;
     }
-    let parts: Vec<&[u8]> = parts.into_iter().map(|(part, _)| part).collect();
     let from = partial.map_or(0, |p| p.written);
     write_stream(file, &parts, &spliced, from, accepted)
 }
