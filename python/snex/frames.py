@@ -146,24 +146,24 @@ class FrameReader:
             (length,) = _LENGTH.unpack_from(buf, pos)
             if length < 9:
                 raise ProtocolError(f"bad frame length {length}")
-            end = pos + 4 + length
-            if size - pos >= HEADER.size:
-                kind, req_id = _KIND_ID.unpack_from(buf, pos + 4)
-                if kind & buffers.OUT_OF_BAND:
-                    used = self._start_out_of_band(kind, req_id, length, pos)
-                    if used == 0:
-                        break
-                    pos += used
-                    if self._pending is not None:
-                        break
-                    continue
-            if end > size:
-                if length >= LARGE_BODY and size - pos >= HEADER.size:
-                    body = bytearray(length - 9)
-                    self._pending = _Pending(kind, req_id, None, [body], length - 9)
-                    pos += HEADER.size + self._pending.fill(buf, pos + HEADER.size)
+            if size - pos < HEADER.size:
                 break
             kind, req_id = _KIND_ID.unpack_from(buf, pos + 4)
+            if kind & buffers.OUT_OF_BAND:
+                used = self._start_out_of_band(kind, req_id, length, pos)
+                if used == 0:
+                    break
+                pos += used
+                if self._pending is not None:
+                    break
+                continue
+            end = pos + 4 + length
+            if end > size:
+                if length >= LARGE_BODY:
+                    body = bytearray(length - 9)
+                    self._pending = _Pending(kind, req_id, None, body, length - 9)
+                    pos += HEADER.size + self._pending.fill(buf, pos + HEADER.size)
+                break
             self._enqueue(kind, req_id, bytes(buf[pos + HEADER.size : end]))
             pos = end
         if pos:
@@ -194,12 +194,10 @@ class FrameReader:
             left -= buf_len
             targets.append(Target(buf_kind, buf_len))
         kind &= ~buffers.OUT_OF_BAND
-        pending = _Pending(kind, req_id, targets, [bytearray(left)], body_len)
+        pending = _Pending(kind, req_id, targets, bytearray(left), body_len)
         self._pending = pending
         used: int = HEADER.size + table_len + pending.fill(buf, start + table_len)
-        if pending.done():
-            self._pending = None
-            self._enqueue(*pending.frame())
+        self._finish_pending()
         return used
 
     def _enqueue(self, kind: int, req_id: int, body: Body) -> None:
@@ -222,10 +220,15 @@ class FrameReader:
             pending.advance(n)
             if pending.done() or not follow or pending.left() < LARGE_BODY:
                 break
-        if pending.done():
+        self._finish_pending()
+        return True
+
+    def _finish_pending(self) -> None:
+        """Queues the frame being read once it is complete."""
+        pending = self._pending
+        if pending is not None and pending.done():
             self._pending = None
             self._enqueue(*pending.frame())
-        return True
 
 
 class _Pending:
@@ -233,11 +236,11 @@ class _Pending:
     pickle of a frame with buffers), then each out-of-band buffer."""
 
     __slots__ = (
+        "body",
         "filled",
         "have",
         "index",
         "kind",
-        "parts",
         "req_id",
         "size",
         "targets",
@@ -250,16 +253,14 @@ class _Pending:
         kind: int,
         req_id: int,
         targets: list[Target] | None,
-        parts: list[bytearray],
+        body: bytearray,
         size: int,
     ) -> None:
         self.kind = kind
         self.req_id = req_id
         self.targets = targets
-        self.parts = parts
-        self.views = [memoryview(p) for p in parts]
-        if targets is not None:
-            self.views += [t.view for t in targets]
+        self.body = body
+        self.views = [memoryview(body), *(t.view for t in targets or ())]
         self.index = 0
         self.have = 0
         self.size = size
@@ -303,7 +304,6 @@ class _Pending:
 
     def frame(self) -> Frame:
         """The complete frame."""
-        body = self.parts[0]
         if self.targets is None:
-            return (self.kind, self.req_id, body)
-        return (self.kind, self.req_id, OutOfBand(body, self.targets, self.size))
+            return (self.kind, self.req_id, self.body)
+        return (self.kind, self.req_id, OutOfBand(self.body, self.targets, self.size))

@@ -66,6 +66,10 @@ class ReplyBatch:
             self._flusher.start()
         return True
 
+    def holding(self) -> bool:
+        """Whether anything is held."""
+        return bool(self._held)
+
     def full(self) -> bool:
         """Whether what is held should be written now."""
         return self._size >= MAX_HELD
@@ -79,7 +83,7 @@ class ReplyBatch:
 
     def flush(self) -> None:
         """Writes what is held."""
-        if self._held:
+        if self.holding():
             self.write(self.take)
 
     def is_quick(self, key: Hashable | None) -> bool:

@@ -193,38 +193,40 @@ class Connection:
         be written ends the interpreter (exit status `EXIT_WRITE_FAILED`): the transport is
         gone, or holds part of a frame."""
         size = len(body)
+        table = b""
         if out_of_band:
             table = buffers.COUNT.pack(len(out_of_band)) + b"".join(
                 buffers.ENTRY.pack(buffers.BYTES, b.nbytes) for b in out_of_band
             )
             size += len(table) + sum(b.nbytes for b in out_of_band)
             kind |= buffers.OUT_OF_BAND
-            body = table + body
         if size > MAX_BODY:
             raise EncodeError(
                 f"Cannot send {size} bytes to Elixir: a frame carries at most {MAX_BODY}"
             )
-        header = HEADER.pack(9 + size, kind, req_id)
+        head = HEADER.pack(9 + size, kind, req_id) + table
+        # A small body is joined to its head (one copy); a large one is written from itself.
+        whole = head + body if len(body) < 65536 else None
         main = threading.get_ident() == self._main_thread
         if (
             main
+            and whole is not None
             and kind in _HELD_KINDS
             and not out_of_band
             and self.reader.queue  # more frames to handle now: worth waiting for their replies
-            and self.replies.hold(header + body)
+            and self.replies.hold(whole)
         ):
             if self.replies.full():
                 self.write_held()
             if self.deferred_cancel is not None:
                 self._deliver_deferred_cancel()
             return
-        parts: list[bytes | memoryview] = [header + body] if len(body) < 65536 else [header, body]
+        parts: list[bytes | memoryview] = [head, body] if whole is None else [whole]
         parts += out_of_band
         with self._write_lock:
-            if main:  # replies held on this thread go first, in the same write
-                held = self.replies.take()
-                if held:
-                    parts.insert(0, held)
+            # Replies held on this thread go first, in the same write.
+            if main and self.replies.holding():
+                parts.insert(0, self.replies.take())
             try:
                 splice.write_all(self.write_fd, parts, len(out_of_band))
             except BaseException as e:  # noqa: BLE001 - half a frame may be out: no way back
