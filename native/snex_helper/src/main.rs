@@ -143,7 +143,7 @@ unsafe fn run(mode: Mode, argv: &[CString]) -> ! {
         exec_program(helper, &ptrs, err_write);
     }
     libc::close(err_write);
-    release_transport();
+    release_transport(mode);
     // The exec error pipe closes without data when exec succeeds (it is close-on-exec).
     let mut err = [0u8; 4];
     if read_full(err_read, &mut err) == err.len() {
@@ -321,8 +321,9 @@ unsafe fn reset_signal_dispositions() {
 }
 
 /// The helper keeps no copy of the transport: the other end must see the program close it.
-/// Fds 0 and 1 become `/dev/null`.
-unsafe fn release_transport() {
+/// Fds 0 and 1 become `/dev/null`; fds 3 and 4 are closed when they are the transport (in
+/// `stdio` mode they were closed at the start, and now hold the helper's own pipes).
+unsafe fn release_transport(mode: Mode) {
     let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR | libc::O_CLOEXEC);
     for fd in [0, 1] {
         if null >= 0 {
@@ -334,8 +335,10 @@ unsafe fn release_transport() {
     if null >= 0 {
         libc::close(null);
     }
-    libc::close(3);
-    libc::close(4);
+    if mode == Mode::Fds {
+        libc::close(3);
+        libc::close(4);
+    }
 }
 
 /// Closes every fd from `first` on.
