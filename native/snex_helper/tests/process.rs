@@ -19,6 +19,12 @@ fn sh(script: &str) -> SpawnSpec {
     }
 }
 
+/// Waits for the program's exit status on a thread of its own.
+fn waiting(s: &Spawned) -> std::thread::JoinHandle<i32> {
+    let handle = s.handle.clone();
+    std::thread::spawn(move || handle.wait())
+}
+
 /// Reads what the child writes on its side of the transport until it closes it.
 fn read_all(s: &mut Spawned) -> String {
     let mut out = String::new();
@@ -94,8 +100,7 @@ fn eventually(what: &str, timeout: Duration, mut done: impl FnMut() -> bool) {
 #[test]
 fn pipes_are_on_fds_3_and_4() {
     let mut s = spawn(&sh("read line <&3; echo \"got $line\" >&4")).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     s.to_child.write_all(b"hello\n").unwrap();
     assert_eq!(read_all(&mut s), "got hello\n");
     assert_eq!(t.join().unwrap(), 0);
@@ -108,11 +113,41 @@ fn stdio_transport() {
         ..sh("read line; echo \"got $line\"")
     })
     .unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     s.to_child.write_all(b"x\n").unwrap();
     assert_eq!(read_all(&mut s), "got x\n");
     assert_eq!(t.join().unwrap(), 0);
+}
+
+/// CPU time (user + system, in clock ticks) that `pid` has used so far.
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let rest = stat.rsplit_once(") ").unwrap().1;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime: fields 14 and 15 of the line, 12 and 13 after the command name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn the_helper_sleeps_while_its_program_runs_in_either_mode() {
+    for use_stdio in [false, true] {
+        let s = spawn(&SpawnSpec {
+            use_stdio,
+            ..sh("sleep 2")
+        })
+        .unwrap();
+        let helper = s.handle.pgid();
+        std::thread::sleep(Duration::from_millis(100));
+        let before = cpu_ticks(helper);
+        std::thread::sleep(Duration::from_millis(500));
+        let used = cpu_ticks(helper) - before;
+        // A helper that spins would use about 50 ticks (100 a second) in these 500 ms.
+        assert!(
+            used <= 5,
+            "use_stdio: {use_stdio}: the helper used {used} ticks"
+        );
+        drop(s);
+    }
 }
 
 #[test]
@@ -121,8 +156,7 @@ fn env_and_cd() {
     spec.env.push(("SNEX_T".into(), "v".into()));
     spec.cd = Some("/tmp".into());
     let mut s = spawn(&spec).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     assert_eq!(read_all(&mut s), "v:/tmp\n");
     assert_eq!(t.join().unwrap(), 0);
 }
@@ -135,8 +169,7 @@ fn the_specs_variables_replace_inherited_ones() {
     let mut spec = sh("tr '\\0' '\\n' </proc/$PPID/environ | grep '^HOME=' >&4");
     spec.env.push(("HOME".into(), "/snex-test-home".into()));
     let mut s = spawn(&spec).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     assert_eq!(read_all(&mut s), "HOME=/snex-test-home\n");
     assert_eq!(t.join().unwrap(), 0);
 }
@@ -160,8 +193,7 @@ fn exit_codes_and_signals() {
 #[test]
 fn pid_is_the_targets_and_the_helper_leads_the_group() {
     let mut s = spawn(&sh("echo $$ >&4; read line <&3 || exit 0")).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     let pgid = s.handle.pgid();
     // The helper is a small program of its own, not a fork of its starter.
     let exe = std::fs::read_link(format!("/proc/{pgid}/exe")).unwrap();
@@ -197,8 +229,7 @@ fn the_target_starts_with_clean_signals() {
         ..Default::default()
     })
     .unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     let status = read_all(&mut s);
     for field in ["SigBlk", "SigIgn"] {
         let line = status.lines().find(|l| l.starts_with(field)).unwrap();
@@ -215,8 +246,7 @@ fn only_the_transport_and_stdio_are_inherited() {
     assert_eq!(leaked, 200);
     // `ls` lists its own directory fd too, the lowest free one.
     let mut s = spawn(&sh("exec ls /proc/self/fd >&4")).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     let fds: Vec<String> = read_all(&mut s)
         .split_whitespace()
         .map(String::from)
@@ -232,8 +262,7 @@ fn only_the_transport_and_stdio_are_inherited() {
         ..Default::default()
     })
     .unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     let fds: Vec<String> = read_all(&mut s)
         .split_whitespace()
         .map(String::from)
@@ -248,8 +277,7 @@ fn only_the_transport_and_stdio_are_inherited() {
 fn terminate_escalates_to_kill() {
     // Ignores SIGTERM and never reads its pipe.
     let s = spawn(&sh("trap '' TERM; while true; do sleep 0.05; done")).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     drop(s.to_child);
     let started = Instant::now();
     let code = s.handle.terminate(Duration::from_millis(200));
@@ -264,8 +292,7 @@ fn sigterm_to_the_group_reports_the_targets_status() {
         "trap 'exit 42' TERM; echo ready >&4; while true; do sleep 0.05; done",
     ))
     .unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     let mut line = [0u8; 6];
     s.from_child.read_exact(&mut line).unwrap();
     // The helper ignores SIGTERM and outlives the target to report its status.
@@ -282,8 +309,7 @@ fn sigterm_to_the_group_reports_the_targets_status() {
 #[test]
 fn kill_is_remembered() {
     let s = spawn(&sh("sleep 1000")).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     assert!(!s.handle.killed());
     assert!(s.handle.kill());
     assert_eq!(t.join().unwrap(), 128 + 9);
@@ -372,8 +398,7 @@ fn dropping_the_handle_kills_the_whole_group() {
 #[test]
 fn killing_the_helper_alone_takes_the_target_with_it() {
     let s = spawn(&sh("sleep 1000")).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     let target = s.handle.pid();
     // SAFETY: SIGKILL to the helper we started.
     unsafe { libc::kill(s.handle.pgid() as libc::pid_t, libc::SIGKILL) };
@@ -389,8 +414,7 @@ fn killing_the_helper_alone_the_starter_kills_the_rest_of_the_group() {
     // nothing does elsewhere): the starter's `wait` kills the group when the status pipe
     // closes without an exit status.
     let mut s = spawn(&sh("sleep 1000 & echo $! >&4; wait")).unwrap();
-    let waiter = s.handle.clone();
-    let t = std::thread::spawn(move || waiter.wait());
+    let t = waiting(&s);
     let sleeper: u32 = read_line(&mut s).trim().parse().unwrap();
     let _cleanup = KillOnDrop(sleeper);
     // SAFETY: SIGKILL to the helper we started.
