@@ -106,7 +106,6 @@ impl Outgoing {
     ) -> Result<Self, String> {
         let body = PickleOutput {
             buf: body.buf,
-            externals: share(body.externals),
             buffers: share(body.buffers),
         };
         if body.buffers.len() > frame::MAX_BUFFERS {
@@ -130,7 +129,7 @@ impl Outgoing {
         let len = body
             .buffers
             .iter()
-            .fold(table.len().saturating_add(body.len()), |n, (_, b)| {
+            .fold(table.len().saturating_add(body.buf.len()), |n, (_, b)| {
                 n.saturating_add(b.as_ref().len())
             });
         let header = frame::encode_header(wire_kind, id, len).map_err(|e| e.to_string())?;
@@ -174,19 +173,18 @@ impl Outgoing {
     /// The frame's pieces in order, each with `true` when it is bytes the frame refers to (kept
     /// alive, unchanged, until the frame is dropped), which may be spliced into the pipe.
     fn parts(&self) -> impl Iterator<Item = (&[u8], bool)> {
-        let own = [&self.header[..], &self.table[..]]
+        let pickle = self.body.as_ref().map_or(&[][..], |body| &body.buf[..]);
+        let own = [&self.header[..], &self.table[..], pickle]
             .into_iter()
             .filter(|part| !part.is_empty())
             .map(|part| (part, false));
-        let body = self.body.iter().flat_map(|body| {
-            let buffers = body
-                .buffers
-                .iter()
-                .map(|(_, buffer)| (buffer.as_ref(), true))
-                .filter(|(buffer, _)| !buffer.is_empty());
-            body.parts().chain(buffers)
-        });
-        own.chain(body)
+        let buffers = self
+            .body
+            .iter()
+            .flat_map(|body| &body.buffers)
+            .map(|(_, buffer)| (buffer.as_ref(), true))
+            .filter(|(buffer, _)| !buffer.is_empty());
+        own.chain(buffers)
     }
 }
 

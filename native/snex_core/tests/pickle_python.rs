@@ -5,7 +5,6 @@
 
 mod wire_support;
 
-use snex_core::pickle::{ExternalKind, PickleWriter};
 use wire_support::{canon, canon_w, decode, pickle, random_w, Python, Rng, TestValue, W};
 
 fn s(x: &str) -> W {
@@ -62,9 +61,6 @@ fn writer_cases() -> Vec<W> {
         W::Bytes(vec![7; 70_000]),
         W::ByteArray(vec![]),
         W::ByteArray(b"abc".to_vec()),
-        W::Ext(ExternalKind::Str, "ext é".as_bytes().to_vec()),
-        W::Ext(ExternalKind::Bytes, vec![1; 100_000]),
-        W::Ext(ExternalKind::ByteArray, vec![2; 10]),
         W::Atom("ok".into()),
         W::Atom("with space é".into()),
         W::DistinctAtom("ok".into()),
@@ -216,7 +212,7 @@ fn python_sees_memoised_objects_as_the_same() {
 fn python_loads_random_values() {
     let py = Python::new();
     let mut rng = Rng::new(0x5eed_0001);
-    let values: Vec<W> = (0..500).map(|_| random_w(&mut rng, 0, true)).collect();
+    let values: Vec<W> = (0..500).map(|_| random_w(&mut rng, 0)).collect();
     let pickles: Vec<(&str, Vec<u8>)> = values.iter().map(|v| ("", pickle(v))).collect();
     let answers = py.loads(&pickles);
     for (v, answer) in values.iter().zip(&answers) {
@@ -242,32 +238,6 @@ fn many_memo_entries_use_long_binget() {
     assert!(data.contains(&b'j'), "expected LONG_BINGET");
     let answers = py.loads(&[("", data)]);
     assert_eq!(answers[0], canon_w(&v, true));
-}
-
-#[test]
-fn external_data_is_spliced_correctly() {
-    let py = Python::new();
-    let mut w: PickleWriter = PickleWriter::new();
-    w.begin_list(4);
-    w.external_bytes(ExternalKind::Bytes, vec![9; 300]).unwrap();
-    w.external_bytes(ExternalKind::Str, "é".repeat(200).into_bytes())
-        .unwrap();
-    w.int(5);
-    w.external_bytes(ExternalKind::ByteArray, vec![]).unwrap();
-    w.end_list(4);
-    let out = w.finish();
-    assert_eq!(out.externals.len(), 3);
-    let flat = out.to_vec();
-    assert_eq!(flat.len(), out.len());
-    let expected = W::List(vec![
-        W::Bytes(vec![9; 300]),
-        W::Str("é".repeat(200)),
-        W::Int(5),
-        W::ByteArray(vec![]),
-    ]);
-    assert_eq!(flat, pickle(&expected));
-    let answers = py.loads(&[("", flat)]);
-    assert_eq!(answers[0], canon_w(&expected, true));
 }
 
 /// Python expressions and the values they must decode to.
@@ -558,7 +528,7 @@ fn decodes_random_python_values() {
 fn round_trips_through_python() {
     let py = Python::new();
     let mut rng = Rng::new(0x5eed_0002);
-    let values: Vec<W> = (0..500).map(|_| random_w(&mut rng, 0, true)).collect();
+    let values: Vec<W> = (0..500).map(|_| random_w(&mut rng, 0)).collect();
     let pickles: Vec<Vec<u8>> = values.iter().map(pickle).collect();
     let back = py.roundtrip(&pickles);
     for (v, data) in values.iter().zip(&back) {

@@ -38,8 +38,7 @@ fn frame(id: u64, len: usize) -> Outgoing {
         id,
         PickleOutput {
             buf: body,
-            externals: Vec::<(usize, Vec<u8>)>::new(),
-            buffers: vec![],
+            buffers: Vec::<(_, Vec<u8>)>::new(),
         },
     )
     .unwrap();

@@ -6,16 +6,13 @@
 //! and does not allocate per value beyond growing its output buffer (and, for memoised
 //! strings, atoms and globals, a small hash table that refers back into that buffer).
 
-use std::fmt;
-use std::io::IoSlice;
-
 use super::op;
+use std::fmt;
 
 /// Initial buffer size of [`PickleWriter::new`].
 const DEFAULT_CAPACITY: usize = 256;
 
-/// How large data passed to [`PickleWriter::external_bytes`] or
-/// [`PickleWriter::out_of_band`] is presented to Python.
+/// How data passed to [`PickleWriter::out_of_band`] is presented to Python.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ExternalKind {
     /// `str`; the data must be UTF-8.
@@ -58,70 +55,14 @@ impl fmt::Display for WriteError {
 
 impl std::error::Error for WriteError {}
 
-/// A finished pickle: `buf` with the `externals` spliced in at their offsets.
-///
-/// `externals[i] = (offset, data)` means `data` comes right before `buf[offset..]`; offsets
-/// are non-decreasing. Write it with [`PickleOutput::io_slices`] to avoid copying.
+/// A finished pickle: `buf`, and the out-of-band buffers that travel after it.
 #[derive(Debug)]
 pub struct PickleOutput<E: AsRef<[u8]> = Vec<u8>> {
-    /// The pickle bytes written by the writer itself.
+    /// The pickle bytes.
     pub buf: Vec<u8>,
-    /// Large data added with [`PickleWriter::external_bytes`], with its offset in `buf`.
-    pub externals: Vec<(usize, E)>,
     /// Out-of-band buffers added with [`PickleWriter::out_of_band`], in the order the pickle
     /// takes them: they travel after the pickle, not in it (see `docs/protocol.md`).
     pub buffers: Vec<(ExternalKind, E)>,
-}
-
-impl<E: AsRef<[u8]>> PickleOutput<E> {
-    /// Total length of the pickle in bytes.
-    pub fn len(&self) -> usize {
-        self.externals.iter().fold(self.buf.len(), |n, (_, e)| {
-            n.saturating_add(e.as_ref().len())
-        })
-    }
-
-    /// True if the pickle is empty (never the case for a finished pickle).
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The pickle as slices for vectored writes: pieces of `buf` and the externals in order.
-    /// Empty pieces are left out.
-    pub fn io_slices(&self) -> Vec<IoSlice<'_>> {
-        self.parts().map(|(part, _)| IoSlice::new(part)).collect()
-    }
-
-    /// The pickle's pieces in order, each with `true` when it is an external (bytes the
-    /// pickle refers to, not its own). Empty pieces are left out.
-    pub fn parts(&self) -> impl Iterator<Item = (&[u8], bool)> {
-        let mut start = 0;
-        self.externals
-            .iter()
-            .flat_map(move |(offset, data)| {
-                let end = (*offset).clamp(start, self.buf.len());
-                let own = self.buf.get(start..end).unwrap_or_default();
-                start = end;
-                [(own, false), (data.as_ref(), true)]
-            })
-            .chain(std::iter::once_with(move || {
-                let from = self.externals.last().map_or(0, |(offset, _)| *offset);
-                (
-                    self.buf.get(from.min(self.buf.len())..).unwrap_or_default(),
-                    false,
-                )
-            }))
-            .filter(|(part, _)| !part.is_empty())
-    }
-
-    /// The pickle as one contiguous vector (copies the externals).
-    pub fn to_vec(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len());
-        for slice in self.io_slices() {
-            out.extend_from_slice(&slice);
-        }
-        out
-    }
 }
 
 /// Streaming writer of a protocol 5 pickle.
@@ -135,11 +76,10 @@ impl<E: AsRef<[u8]>> PickleOutput<E> {
 /// `BINGET`.
 ///
 /// `E` is the type of large data that is referenced rather than copied (see
-/// [`external_bytes`](Self::external_bytes)).
+/// [`out_of_band`](Self::out_of_band)).
 #[derive(Debug)]
 pub struct PickleWriter<E: AsRef<[u8]> = Vec<u8>> {
     buf: Vec<u8>,
-    externals: Vec<(usize, E)>,
     buffers: Vec<(ExternalKind, E)>,
     next_memo: u32,
     strings: MemoTable,
@@ -149,7 +89,7 @@ pub struct PickleWriter<E: AsRef<[u8]> = Vec<u8>> {
 impl PickleWriter<Vec<u8>> {
     /// A writer with a small initial buffer; writes the `PROTO 5` header.
     ///
-    /// For another external data type use [`with_capacity`](PickleWriter::with_capacity) or
+    /// For another type of out-of-band data use [`with_capacity`](PickleWriter::with_capacity) or
     /// `PickleWriter::<E>::default()`.
     pub fn new() -> Self {
         Self::with_capacity(DEFAULT_CAPACITY)
@@ -169,7 +109,6 @@ impl<E: AsRef<[u8]>> PickleWriter<E> {
         buf.extend_from_slice(&[op::PROTO, 5]);
         PickleWriter {
             buf,
-            externals: Vec::new(),
             buffers: Vec::new(),
             next_memo: 0,
             strings: MemoTable::default(),
@@ -182,16 +121,13 @@ impl<E: AsRef<[u8]>> PickleWriter<E> {
         self.buf.push(op::STOP);
         PickleOutput {
             buf: self.buf,
-            externals: self.externals,
             buffers: self.buffers,
         }
     }
 
-    /// Pickle bytes written so far, including external data.
+    /// Pickle bytes written so far.
     pub fn len(&self) -> usize {
-        self.externals.iter().fold(self.buf.len(), |n, (_, e)| {
-            n.saturating_add(e.as_ref().len())
-        })
+        self.buf.len()
     }
 
     /// Always false: the `PROTO` header is written on creation.
@@ -288,27 +224,6 @@ impl<E: AsRef<[u8]>> PickleWriter<E> {
     pub fn bytearray(&mut self, b: &[u8]) {
         self.sized(op::BYTEARRAY8, b.len());
         self.buf.extend_from_slice(b);
-    }
-
-    /// Writes `str`, `bytes` or `bytearray` whose content is not copied into the buffer but
-    /// kept as `data` in [`PickleOutput::externals`]. Meant for large binaries.
-    ///
-    /// Fails (writing nothing) if `kind` is [`ExternalKind::Str`] and `data` is not UTF-8.
-    pub fn external_bytes(&mut self, kind: ExternalKind, data: E) -> Result<(), WriteError> {
-        let bytes = data.as_ref();
-        let len = bytes.len();
-        match kind {
-            ExternalKind::Str => {
-                std::str::from_utf8(bytes).map_err(|e| WriteError::InvalidUtf8 {
-                    valid_up_to: e.valid_up_to(),
-                })?;
-                self.str_header(len);
-            }
-            ExternalKind::Bytes => self.bytes_header(len),
-            ExternalKind::ByteArray => self.sized(op::BYTEARRAY8, len),
-        }
-        self.externals.push((self.buf.len(), data));
-        Ok(())
     }
 
     /// Writes a `str`, `bytes` or `bytearray` whose content travels out of band: the pickle
@@ -782,7 +697,7 @@ mod tests {
     use super::*;
 
     fn bytes_of(w: PickleWriter) -> Vec<u8> {
-        w.finish().to_vec()
+        w.finish().buf
     }
 
     fn body(f: impl FnOnce(&mut PickleWriter)) -> Vec<u8> {
@@ -801,7 +716,7 @@ mod tests {
             .unwrap();
         let mut b = PickleWriter::new();
         b.str("hello");
-        assert_eq!(a.finish().to_vec(), b.finish().to_vec());
+        assert_eq!(a.finish().buf, b.finish().buf);
 
         let mut w = PickleWriter::new();
         let before = w.len();
@@ -1000,33 +915,6 @@ mod tests {
         let out = bytes_of(w);
         let tail = &out[out.len() - 6..];
         assert_eq!(tail, &[b'j', 0xe7, 0x03, 0, 0, b'.']);
-    }
-
-    #[test]
-    fn externals_are_spliced_in_order() {
-        let mut w: PickleWriter<Vec<u8>> = PickleWriter::with_capacity(16);
-        w.begin_list(3);
-        w.external_bytes(ExternalKind::Bytes, b"abc".to_vec())
-            .unwrap();
-        w.none();
-        w.external_bytes(ExternalKind::Str, "é".as_bytes().to_vec())
-            .unwrap();
-        w.end_list(3);
-        assert_eq!(
-            w.external_bytes(ExternalKind::Str, vec![0xff]),
-            Err(WriteError::InvalidUtf8 { valid_up_to: 0 })
-        );
-        let out = w.finish();
-        assert_eq!(out.externals.len(), 2);
-        let flat = out.to_vec();
-        assert_eq!(flat.len(), out.len());
-        let mut expected = vec![
-            0x80, 5, b']', b'(', b'C', 3, b'a', b'b', b'c', b'N', 0x8c, 2,
-        ];
-        expected.extend_from_slice("é".as_bytes());
-        expected.extend_from_slice(b"e.");
-        assert_eq!(flat, expected);
-        assert_eq!(out.io_slices().len(), 5);
     }
 
     #[test]

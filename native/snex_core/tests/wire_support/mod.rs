@@ -11,7 +11,7 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use snex_core::pickle::{Builder, DecodeError, ExternalKind, PickleWriter};
+use snex_core::pickle::{Builder, DecodeError, PickleWriter};
 
 // ---------------------------------------------------------------------------------------------
 // Decoded values
@@ -206,8 +206,6 @@ pub enum W {
     Str(String),
     Bytes(Vec<u8>),
     ByteArray(Vec<u8>),
-    /// Written with `external_bytes`.
-    Ext(ExternalKind, Vec<u8>),
     Atom(String),
     DistinctAtom(String),
     /// `snex.Term(etf)`.
@@ -238,7 +236,6 @@ fn write_value(w: &mut PickleWriter, v: &W, is_key: bool) {
         W::Str(s) => w.str(s),
         W::Bytes(b) => w.bytes(b),
         W::ByteArray(b) => w.bytearray(b),
-        W::Ext(kind, b) => w.external_bytes(*kind, b.clone()).unwrap(),
         W::Atom(a) => w.atom(a, false),
         W::DistinctAtom(a) => w.atom(a, true),
         W::Term(t) => {
@@ -288,7 +285,7 @@ fn write_value(w: &mut PickleWriter, v: &W, is_key: bool) {
 pub fn pickle(v: &W) -> Vec<u8> {
     let mut w = PickleWriter::new();
     write(&mut w, v);
-    w.finish().to_vec()
+    w.finish().buf
 }
 
 /// Canonical rendering of a written value as Python sees it after `snex.codec.decode`
@@ -319,15 +316,6 @@ fn canon_w_into(v: &W, exact: bool, out: &mut String) {
         W::Str(s) => hex_into('s', s.as_bytes(), out),
         W::Bytes(b) => hex_into('b', b, out),
         W::ByteArray(b) => hex_into(if exact { 'y' } else { 'b' }, b, out),
-        W::Ext(kind, b) => {
-            let tag = match kind {
-                ExternalKind::Str => 's',
-                ExternalKind::Bytes => 'b',
-                ExternalKind::ByteArray if exact => 'y',
-                ExternalKind::ByteArray => 'b',
-            };
-            hex_into(tag, b, out)
-        }
         W::Atom(a) => hex_into('a', a.as_bytes(), out),
         W::DistinctAtom(a) => hex_into(if exact { 'A' } else { 'a' }, a.as_bytes(), out),
         W::Term(t) => hex_into('t', t, out),
@@ -521,7 +509,7 @@ impl Rng {
 
 /// A random value to write. Dict keys and set items are unique (by an index), so that Python
 /// does not merge equal ones.
-pub fn random_w(rng: &mut Rng, depth: usize, externals: bool) -> W {
+pub fn random_w(rng: &mut Rng, depth: usize) -> W {
     let kinds = if depth < 4 { 17 } else { 12 };
     match rng.below(kinds) {
         0 => W::None,
@@ -535,14 +523,9 @@ pub fn random_w(rng: &mut Rng, depth: usize, externals: bool) -> W {
         8 => W::Atom(random_atom(rng)),
         9 => W::DistinctAtom(random_atom(rng)),
         10 => W::Term(vec![131, 97, rng.next_u64() as u8]),
-        11 if externals => match rng.below(3) {
-            0 => W::Ext(ExternalKind::Str, random_str(rng).into_bytes()),
-            1 => W::Ext(ExternalKind::Bytes, rng.bytes_below(300)),
-            _ => W::Ext(ExternalKind::ByteArray, rng.bytes_below(3)),
-        },
         11 => W::Str("plain".into()),
-        12 => W::List(random_items(rng, depth, externals)),
-        13 => W::Tuple(random_items(rng, depth, externals)),
+        12 => W::List(random_items(rng, depth)),
+        13 => W::Tuple(random_items(rng, depth)),
         14 => {
             let n = rng.below(6);
             W::Dict(
@@ -553,7 +536,7 @@ pub fn random_w(rng: &mut Rng, depth: usize, externals: bool) -> W {
                         } else {
                             W::Int(1000 + i as i64)
                         };
-                        (key, random_w(rng, depth + 1, externals))
+                        (key, random_w(rng, depth + 1))
                     })
                     .collect::<Vec<_>>(),
             )
@@ -585,9 +568,9 @@ impl W {
     }
 }
 
-fn random_items(rng: &mut Rng, depth: usize, externals: bool) -> Vec<W> {
+fn random_items(rng: &mut Rng, depth: usize) -> Vec<W> {
     (0..rng.below(7))
-        .map(|_| random_w(rng, depth + 1, externals))
+        .map(|_| random_w(rng, depth + 1))
         .collect()
 }
 
