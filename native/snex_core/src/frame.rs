@@ -30,9 +30,6 @@ pub const MAX_BODY_LEN: usize = u32::MAX as usize - LENGTH_OVERHEAD;
 /// Size of the reader's internal buffer; small frames are served from it without syscalls.
 const READ_BUFFER: usize = 64 * 1024;
 
-/// The pickle opcode every body begins with (`PROTO`, then the protocol number).
-const PICKLE_PROTO: u8 = 0x80;
-
 /// Most body bytes requested from the stream at a time, so that a header claiming a huge
 /// length cannot make the reader allocate more than about what actually arrived.
 const READ_CHUNK: usize = 1024 * 1024;
@@ -340,7 +337,7 @@ impl<R: Read> FrameReader<R> {
         };
         if pickle_bodies && pickle_len > 0 {
             let first = self.peek_byte()?;
-            if first != PICKLE_PROTO {
+            if first != crate::pickle::op::PROTO {
                 return Err(FrameError::NotPickle(first));
             }
         }

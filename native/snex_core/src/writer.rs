@@ -692,20 +692,20 @@ fn write_all(
         frame_start = frame_end;
     }
     let from = partial.map_or(0, |p| p.written);
-    write_stream(file, &parts, &spliced, from, accepted)
+    write_stream(file, &parts, frame_start, &spliced, from, accepted)
 }
 
-/// Writes the bytes of `parts` from offset `from` on: the `spliced` ranges (sorted offsets)
-/// by reference, the rest by copy. Falls back to copying if the pipe refuses a splice. Returns
+/// Writes the bytes of `parts` (`total` bytes) from offset `from` on: the `spliced` ranges
+/// (sorted offsets) by reference, the rest by copy. Falls back to copying if the pipe refuses a splice. Returns
 /// how many bytes were spliced.
 fn write_stream(
     mut file: &File,
     parts: &[&[u8]],
+    total: usize,
     mut spliced: &[Range<usize>],
     from: usize,
     mut accepted: impl FnMut(usize),
 ) -> io::Result<u64> {
-    let total: usize = parts.iter().map(|p| p.len()).sum();
     let mut cursor = Cursor::default();
     cursor.advance(parts, from);
     let mut pos = from;

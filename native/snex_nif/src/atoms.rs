@@ -42,10 +42,6 @@ rustler::atoms! {
     cast,
     send,
     encode_error,
-    decode_error,
-    python_runtime_error,
-    internal_error,
     str,
-    bytes,
     bytearray,
 }

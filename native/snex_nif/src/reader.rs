@@ -150,7 +150,7 @@ fn dispatch(interp: &Interpreter, frame: Frame, request_env: &mut OwnedEnv) -> R
         kind::REPLY_OK | kind::REPLY_ERROR => reply(interp, frame),
         kind::CALL | kind::CAST | kind::SEND => forward_request(interp, frame, request_env),
         kind::OUTPUT => {
-            output(interp, frame);
+            output(interp, frame, request_env);
             Ok(())
         }
         kind::HELLO => {
@@ -201,11 +201,10 @@ fn forward_request(interp: &Interpreter, frame: Frame, env: &mut OwnedEnv) -> Re
 
 /// Sends `{tag, :output, body}` to the caller of a request that is still pending (what its
 /// code printed, with `capture_output`); dropped if the caller is gone.
-fn output(interp: &Interpreter, frame: Frame) {
+fn output(interp: &Interpreter, frame: Frame, env: &mut OwnedEnv) {
     let id = frame.id;
     let body = Body::of(frame);
     interp.with_pending(id, |pending| {
-        let mut env = OwnedEnv::new();
         let _ = env.send_and_clear(&pending.caller, |env| {
             let tag = pending.env.run(|own| pending.tag.load(own).in_env(env));
             (tag, atoms::output(), body.into_term(env)).encode(env)

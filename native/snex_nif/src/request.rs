@@ -149,7 +149,10 @@ fn eval<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term<'a
     w.bool(capture);
     w.end_tuple(6);
     Ok(match encoded {
-        Ok(()) => register_and_queue(env, &interp, *tag, kind::EVAL, w.finish()),
+        Ok(()) => queued(
+            env,
+            register_and_queue(env, &interp, *tag, kind::EVAL, w.finish()),
+        ),
         Err(e) => encode_failure(env, e),
     })
 }
@@ -180,7 +183,10 @@ fn call_fn<'a>(env: Env<'a>, items: &[Term<'a>], sched: Sched) -> NifResult<Term
         .and_then(|()| encode_vars(&mut w, kwargs, &opts, &mut budget));
     w.end_tuple(5);
     Ok(match encoded {
-        Ok(()) => register_and_queue(env, &interp, *tag, kind::CALL_FN, w.finish()),
+        Ok(()) => queued(
+            env,
+            register_and_queue(env, &interp, *tag, kind::CALL_FN, w.finish()),
+        ),
         Err(e) => encode_failure(env, e),
     })
 }
@@ -226,16 +232,17 @@ fn make_env<'a>(
         return Ok(encode_failure(env, e));
     }
     let env_res = ResourceArc::new(EnvRes::new(new_id, interp.clone()));
-    let result = register_and_queue(env, &interp, tag, kind::MAKE_ENV, w.finish());
-    // On success, wrap as {:ok, id, env}; the env frees itself in Python when dropped.
-    Ok(match result.decode::<(rustler::Atom, u64)>() {
-        Ok((ok, id)) if ok == atoms::ok() => (atoms::ok(), id, (env_res, new_id)).encode(env),
-        _ => {
-            // Nothing was created in Python; do not send a destroy for it.
-            env_res.disable_gc();
-            result
-        }
-    })
+    // On success, `{:ok, id, env}`; the env frees itself in Python when dropped.
+    Ok(
+        match register_and_queue(env, &interp, tag, kind::MAKE_ENV, w.finish()) {
+            Ok(id) => (atoms::ok(), id, (env_res, new_id)).encode(env),
+            Err(answer) => {
+                // Nothing was created in Python; do not send a destroy for it.
+                env_res.disable_gc();
+                answer
+            }
+        },
+    )
 }
 
 fn call_result<'a>(
@@ -309,20 +316,26 @@ fn begin<'a, 'c>(
     Ok(turn)
 }
 
-/// Registers the caller and queues the frame: `{:ok, id}` or `{:error, reason}`.
+/// `{:ok, id}` for a queued request, else the answer `register_and_queue` gave.
+fn queued<'a>(env: Env<'a>, result: Result<u64, Term<'a>>) -> Term<'a> {
+    result.map_or_else(|answer| answer, |id| (atoms::ok(), id).encode(env))
+}
+
+/// Registers the caller and queues the frame: its request id, or the answer for the caller
+/// (`{:error, reason}`).
 fn register_and_queue<'a>(
     env: Env<'a>,
     interp: &ResourceArc<InterpreterRes>,
     tag: Term<'a>,
     frame_kind: u8,
     body: PickleOutput<BeamBytes>,
-) -> Term<'a> {
+) -> Result<u64, Term<'a>> {
     let state = &interp.state;
     let caller = env.pid();
     let id = state.next_request_id();
     let frame = match Outgoing::new(frame_kind, id, body) {
         Ok(frame) => frame,
-        Err(msg) => return encode_error(env, &msg),
+        Err(msg) => return Err(encode_error(env, &msg)),
     };
     let reply_env = OwnedEnv::new();
     let saved_tag = reply_env.save(tag);
@@ -334,10 +347,10 @@ fn register_and_queue<'a>(
         monitor,
     };
     match state.submit(id, pending, frame) {
-        Ok(()) => (atoms::ok(), id).encode(env),
+        Ok(()) => Ok(id),
         Err(mut pending) => {
             pending.demonitor(Some(env));
-            (atoms::error(), atoms::closed()).encode(env)
+            Err((atoms::error(), atoms::closed()).encode(env))
         }
     }
 }

@@ -12,6 +12,7 @@
 //! with atom creation allowed, up to that budget.
 
 use rustler::types::{atom::Atom, Binary, NewBinary};
+use std::borrow::Cow;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -266,11 +267,15 @@ fn new_atom<'a>(env: Env<'a>, name: &str) -> Option<Term<'a>> {
     }
 }
 
-/// `name` in Latin-1, if every character fits.
-fn latin1(name: &str) -> Option<Vec<u8>> {
+/// `name` in Latin-1, if every character fits (borrowed when it is ASCII, the same bytes).
+fn latin1(name: &str) -> Option<Cow<'_, [u8]>> {
+    if name.is_ascii() {
+        return Some(Cow::Borrowed(name.as_bytes()));
+    }
     name.chars()
         .map(|c| u8::try_from(u32::from(c)).ok())
-        .collect()
+        .collect::<Option<Vec<u8>>>()
+        .map(Cow::Owned)
 }
 
 /// The external term format of the atom named `name`: `ATOM_UTF8_EXT`.
