@@ -357,11 +357,6 @@ defmodule Snex.Interpreter do
     {:noreply, state}
   end
 
-  def handle_info({:snex_protocol_error, message}, state) do
-    Logger.error("Snex: Python broke the protocol and is stopped: #{message}")
-    {:noreply, state}
-  end
-
   # Without its callback supervisor the interpreter could not answer Python's calls.
   def handle_info({:EXIT, pid, reason}, %{callbacks: %Callbacks{supervisor: pid}} = state),
     do: {:stop, {:callback_supervisor_exited, reason}, state}

@@ -331,6 +331,28 @@ defmodule Snex.InterpreterTest do
       assert OSProcess.wait_gone(os_pid, 5_000)
     end
 
+    test "a frame the reader cannot handle stops the interpreter with a protocol error" do
+      Process.flag(:trap_exit, true)
+      {:ok, i} = Snex.Interpreter.start_link()
+
+      # A well-formed HELLO frame whose pid does not fit a pid.
+      assert {:error, %Error{code: :call_failed, reason: reason}} =
+               Snex.pyeval(
+                 i,
+                 """
+                 import os, struct
+                 os.write(4, struct.pack(">IBQ", 9, 133, 2**40))
+                 await snex.call('erlang', 'abs', [1])
+                 """,
+                 timeout: 10_000
+               )
+
+      assert %Error{code: :interpreter_exited, reason: {:protocol_error, "bad pid in HELLO"}} =
+               reason
+
+      assert_receive {:EXIT, ^i, %Error{code: :interpreter_exited}}
+    end
+
     test "os._exit and segfault give their exit status" do
       Process.flag(:trap_exit, true)
 

@@ -36,7 +36,6 @@ rustler::atoms! {
     transport_closed,
     protocol_error,
     snex_request,
-    snex_protocol_error,
     snex_writable,
     call,
     cast,

@@ -119,7 +119,7 @@ fn read_loop(interp: &Interpreter, pipe: File) {
                 }))
                 .unwrap_or_else(|_| Err("internal error while handling a frame".to_string()));
                 if let Err(msg) = outcome {
-                    protocol_error(interp, &msg);
+                    interp.transport_lost(crate::loss::Loss::Protocol(msg));
                     return;
                 }
             }
@@ -134,15 +134,6 @@ fn read_loop(interp: &Interpreter, pipe: File) {
             }
         }
     }
-}
-
-/// Python broke the protocol: it is stopped, and the owner is told why.
-fn protocol_error(interp: &Interpreter, msg: &str) {
-    let mut env = OwnedEnv::new();
-    let _ = env.send_and_clear(&interp.owner, |env| {
-        (atoms::snex_protocol_error(), msg).encode(env)
-    });
-    interp.child.signal_group(nix::sys::signal::Signal::SIGKILL);
 }
 
 fn dispatch(interp: &Interpreter, frame: Frame, request_env: &mut OwnedEnv) -> Result<(), String> {
