@@ -68,7 +68,7 @@ defmodule Snex do
           kind: :make_env,
           interpreter: pid,
           resource: res,
-          args: [res, sources, encoding],
+          args: [sources, encoding],
           value: vars,
           deadline: deadline
         }
@@ -185,7 +185,7 @@ defmodule Snex do
         kind: :eval,
         interpreter: pid,
         resource: nif_target,
-        args: [nif_target, env_id, src, file, line, encoding, capture_output!(opts)],
+        args: [env_id, src, file, line, encoding, capture_output!(opts)],
         value: vars,
         deadline: deadline
       })

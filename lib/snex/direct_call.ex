@@ -36,7 +36,7 @@ defmodule Snex.DirectCall do
         kind: :call_fn,
         interpreter: pid,
         resource: nif_target,
-        args: [nif_target, env_id, module, function, encoding],
+        args: [env_id, module, function, encoding],
         value: {args, kwargs},
         deadline: deadline
       })

@@ -472,7 +472,7 @@ defmodule Snex.Interpreter do
       kind: :eval,
       interpreter: self(),
       resource: res,
-      args: [res, 0, src, file, line, Snex.Serde.EncodingOpts.pack(options.encoding_opts), false],
+      args: [0, src, file, line, Snex.Serde.EncodingOpts.pack(options.encoding_opts), false],
       value: vars,
       deadline: deadline,
       tag: make_ref()
