@@ -57,34 +57,34 @@ defmodule Snex do
     check_vars!(vars)
     encoding = encoding_opts(opts)
     timeout = Keyword.get(opts, :timeout, :infinity)
+    remote_args = fn interpreter -> [interpreter, vars, opts] end
 
-    deadline = Request.deadline(timeout)
+    local = fn pid, res, _env_id, deadline ->
+      sources = from_sources!(Keyword.get(opts, :from, []), pid)
 
-    case Target.interpreter(interpreter, deadline) do
-      {:local, pid, res} ->
-        sources = from_sources!(Keyword.get(opts, :from, []), pid)
+      request = %Request{
+        kind: :make_env,
+        interpreter: pid,
+        resource: res,
+        args: [sources, encoding],
+        value: vars,
+        deadline: deadline
+      }
 
-        request = %Request{
-          kind: :make_env,
-          interpreter: pid,
-          resource: res,
-          args: [sources, encoding],
-          value: vars,
-          deadline: deadline
-        }
-
-        with {:ok, {ref, id}} <- Request.run(request),
-             do: {:ok, %Env{id: id, ref: ref, interpreter: pid}}
-
-      {:remote, node} ->
-        remote(node, :__make_remote_env__, [interpreter, vars, opts], timeout)
-
-      :gone ->
-        gone()
-
-      :timeout ->
-        starting()
+      with {:ok, {ref, id}} <- Request.run(request),
+           do: {:ok, %Env{id: id, ref: ref, interpreter: pid}}
     end
+
+    # An env is no interpreter here (Target.interpreter/2 raises); a pool gives a member of
+    # this node, where the env will live.
+    __dispatch__(
+      interpreter,
+      timeout,
+      :__make_remote_env__,
+      remote_args,
+      local,
+      &Target.interpreter/2
+    )
   end
 
   @doc false
@@ -329,11 +329,12 @@ defmodule Snex do
   @doc false
   # Runs a request on `target` (an env, an interpreter or a pool) with a deadline computed now:
   # `local.(pid, nif_target, env_id, deadline)` for an interpreter on this node; elsewhere
-  # `Snex.fun(remote_args.(target)...)` on the target's node.
-  def __dispatch__(target, timeout, fun, remote_args, local) do
+  # `Snex.fun(remote_args.(target)...)` on the target's node. `resolve` finds where the target
+  # is (`Snex.Target.resolve/2` by default).
+  def __dispatch__(target, timeout, fun, remote_args, local, resolve \\ &Target.resolve/2) do
     deadline = Request.deadline(timeout)
 
-    case Target.resolve(target, deadline) do
+    case resolve.(target, deadline) do
       {:local, pid, nif_target, env_id} -> local.(pid, nif_target, env_id, deadline)
       {:remote, node} -> remote(node, fun, remote_args.(target), timeout)
       {:remote, node, target} -> remote(node, fun, remote_args.(target), timeout)
