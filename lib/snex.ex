@@ -25,8 +25,6 @@ defmodule Snex do
   @type from_spec ::
           Env.t() | {Env.t(), only: [String.t()]} | {Env.t(), except: [String.t()]}
 
-  @default_timeout 5_000
-
   @doc """
   Makes a new environment in `interpreter`: a shallow copy of its root environment (what the
   init script left), then the variables of the `:from` environments, then `vars`.
@@ -55,7 +53,7 @@ defmodule Snex do
 
   def make_env(interpreter, vars, opts) when is_map(vars) and is_list(opts) do
     check_vars!(vars)
-    encoding = encoding_opts(opts)
+    encoding = EncodingOpts.packed!(opts)
     timeout = Keyword.get(opts, :timeout, :infinity)
     remote_args = fn interpreter -> [interpreter, vars, opts] end
 
@@ -171,8 +169,8 @@ defmodule Snex do
     check_pyeval_opts!(opts)
     {src, file, line} = code_parts!(code)
     src = Returning.append(src, Keyword.get(opts, :returning))
-    timeout = Keyword.get(opts, :timeout, @default_timeout)
-    encoding = encoding_opts(opts)
+    timeout = Keyword.get(opts, :timeout, Request.default_timeout())
+    encoding = EncodingOpts.packed!(opts)
 
     # On another node the code already holds the `:returning` expressions.
     remote_args = fn target ->
@@ -387,12 +385,5 @@ defmodule Snex do
     if is_list(names) and Enum.all?(names, &is_binary/1),
       do: names,
       else: raise(ArgumentError, "variable names must be a list of strings: #{inspect(names)}")
-  end
-
-  defp encoding_opts(opts) do
-    opts
-    |> Keyword.get(:encoding_opts, [])
-    |> EncodingOpts.validate!()
-    |> EncodingOpts.pack()
   end
 end

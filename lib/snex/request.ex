@@ -226,6 +226,10 @@ defmodule Snex.Request do
     end
   end
 
+  @doc "The timeout (ms) of `pyeval` and `call` when the caller gives none."
+  @spec default_timeout() :: timeout()
+  def default_timeout, do: 5_000
+
   @doc "The monotonic time (ms) at which `timeout` runs out from now, or `:infinity`."
   @spec deadline(timeout()) :: deadline()
   def deadline(:infinity), do: :infinity
