@@ -49,9 +49,21 @@ defmodule Snex.Target do
   def interpreter(interpreter, deadline \\ :infinity),
     do: lookup(interpreter, :local, deadline)
 
+  # A pid registered as an interpreter is one (never a pool's manager): the common case,
+  # found without looking at the pools.
+  defp lookup(pid, where, deadline) when is_pid(pid) and node(pid) == node() do
+    case Snex.Registry.lookup(pid) do
+      nil -> pool_or_interpreter(pid, where, deadline)
+      res -> {:local, pid, res, -1}
+    end
+  end
+
   defp lookup(interpreter, where, deadline) do
     check_server!(interpreter)
+    pool_or_interpreter(interpreter, where, deadline)
+  end
 
+  defp pool_or_interpreter(interpreter, where, deadline) do
     case pool(interpreter, where) do
       :not_a_pool -> by_name(interpreter, deadline)
       {:local, pid, res} -> {:local, pid, res, -1}
