@@ -304,10 +304,9 @@ defmodule Snex do
   end
 
   defp code_parts!(nil), do: {nil, "<Snex.Code>", 0}
-  defp code_parts!(src) when is_binary(src), do: {src, "<Snex.Code>", 0}
 
-  defp code_parts!(%Snex.Code{src: src, file: file, line: line}),
-    do: {IO.iodata_to_binary(src), to_string(file), line}
+  defp code_parts!(code) when is_binary(code) or is_struct(code, Snex.Code),
+    do: Snex.Code.parts(code)
 
   defp code_parts!(other),
     do: raise(ArgumentError, "code must be a string, a Snex.Code or nil, got: #{inspect(other)}")

@@ -459,9 +459,9 @@ defmodule Snex.Interpreter do
       end
 
     {src, file, line} =
-      case code && Snex.Code.wrap(code) do
+      case code do
         nil -> {nil, "<Snex.Code>", 0}
-        %Snex.Code{src: src, file: file, line: line} -> {IO.iodata_to_binary(src), file, line}
+        code -> Snex.Code.parts(code)
       end
 
     deadline = Request.deadline(options.init_script_timeout)

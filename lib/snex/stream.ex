@@ -14,11 +14,7 @@ defmodule Snex.Stream do
   @spec stream(Snex.interpreter() | Snex.Env.t(), Snex.code(), Snex.vars(), keyword()) ::
           Enumerable.t()
   def stream(target, code, vars, opts) do
-    {src, file, line} =
-      case Snex.Code.wrap(code) do
-        %Snex.Code{src: src, file: file, line: line} ->
-          {IO.iodata_to_binary(src), to_string(file), line}
-      end
+    {src, file, line} = Snex.Code.parts(code)
 
     batch_size = Keyword.get(opts, :batch_size, @default_batch_size)
 
