@@ -34,13 +34,12 @@ defmodule Snex.Stream do
     )
   end
 
+  # `opts` are the stream's `:timeout` and `:encoding_opts` only.
   defp open(target, {src, file, line}, vars, opts) do
-    make_env_opts = Keyword.take(opts, [:encoding_opts, :timeout])
-
     made =
       case target do
-        %Snex.Env{} = env -> Snex.make_env(vars, [from: env] ++ make_env_opts)
-        interpreter -> Snex.make_env(interpreter, vars, make_env_opts)
+        %Snex.Env{} = env -> Snex.make_env(vars, [from: env] ++ opts)
+        interpreter -> Snex.make_env(interpreter, vars, opts)
       end
 
     with {:ok, env} <- made,
