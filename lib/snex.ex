@@ -171,6 +171,7 @@ defmodule Snex do
     src = Returning.append(src, Keyword.get(opts, :returning))
     timeout = Keyword.get(opts, :timeout, Request.default_timeout())
     encoding = EncodingOpts.packed!(opts)
+    capture = capture_output!(opts)
 
     # On another node the code already holds the `:returning` expressions.
     remote_args = fn target ->
@@ -183,7 +184,7 @@ defmodule Snex do
         kind: :eval,
         interpreter: pid,
         resource: nif_target,
-        args: [env_id, src, file, line, encoding, capture_output!(opts)],
+        args: [env_id, src, file, line, encoding, capture],
         value: vars,
         deadline: deadline
       })
