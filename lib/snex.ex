@@ -25,8 +25,6 @@ defmodule Snex do
   @type from_spec ::
           Env.t() | {Env.t(), only: [String.t()]} | {Env.t(), except: [String.t()]}
 
-  @default_timeout 5_000
-
   @doc """
   Makes a new environment in `interpreter`: a shallow copy of its root environment (what the
   init script left), then the variables of the `:from` environments, then `vars`.
@@ -55,36 +53,36 @@ defmodule Snex do
 
   def make_env(interpreter, vars, opts) when is_map(vars) and is_list(opts) do
     check_vars!(vars)
-    encoding = encoding_opts(opts)
+    encoding = EncodingOpts.packed!(opts)
     timeout = Keyword.get(opts, :timeout, :infinity)
+    remote_args = fn interpreter -> [interpreter, vars, opts] end
 
-    deadline = Request.deadline(timeout)
+    local = fn pid, res, _env_id, deadline ->
+      sources = from_sources!(Keyword.get(opts, :from, []), pid)
 
-    case Target.interpreter(interpreter, deadline) do
-      {:local, pid, res} ->
-        sources = from_sources!(Keyword.get(opts, :from, []), pid)
+      request = %Request{
+        kind: :make_env,
+        interpreter: pid,
+        resource: res,
+        args: [sources, encoding],
+        value: vars,
+        deadline: deadline
+      }
 
-        request = %Request{
-          kind: :make_env,
-          interpreter: pid,
-          resource: res,
-          args: [res, sources, encoding],
-          value: vars,
-          deadline: deadline
-        }
-
-        with {:ok, {ref, id}} <- Request.run(request),
-             do: {:ok, %Env{id: id, ref: ref, interpreter: pid}}
-
-      {:remote, node} ->
-        remote(node, :__make_remote_env__, [interpreter, vars, opts], timeout)
-
-      :gone ->
-        gone()
-
-      :timeout ->
-        starting()
+      with {:ok, {ref, id}} <- Request.run(request),
+           do: {:ok, %Env{id: id, ref: ref, interpreter: pid}}
     end
+
+    # An env is no interpreter here (Target.interpreter/2 raises); a pool gives a member of
+    # this node, where the env will live.
+    __dispatch__(
+      interpreter,
+      timeout,
+      :__make_remote_env__,
+      remote_args,
+      local,
+      &Target.interpreter/2
+    )
   end
 
   @doc false
@@ -171,8 +169,9 @@ defmodule Snex do
     check_pyeval_opts!(opts)
     {src, file, line} = code_parts!(code)
     src = Returning.append(src, Keyword.get(opts, :returning))
-    timeout = Keyword.get(opts, :timeout, @default_timeout)
-    encoding = encoding_opts(opts)
+    timeout = Keyword.get(opts, :timeout, Request.default_timeout())
+    encoding = EncodingOpts.packed!(opts)
+    capture = capture_output!(opts)
 
     # On another node the code already holds the `:returning` expressions.
     remote_args = fn target ->
@@ -185,7 +184,7 @@ defmodule Snex do
         kind: :eval,
         interpreter: pid,
         resource: nif_target,
-        args: [nif_target, env_id, src, file, line, encoding, capture_output!(opts)],
+        args: [env_id, src, file, line, encoding, capture],
         value: vars,
         deadline: deadline
       })
@@ -306,10 +305,9 @@ defmodule Snex do
   end
 
   defp code_parts!(nil), do: {nil, "<Snex.Code>", 0}
-  defp code_parts!(src) when is_binary(src), do: {src, "<Snex.Code>", 0}
 
-  defp code_parts!(%Snex.Code{src: src, file: file, line: line}),
-    do: {IO.iodata_to_binary(src), to_string(file), line}
+  defp code_parts!(code) when is_binary(code) or is_struct(code, Snex.Code),
+    do: Snex.Code.parts(code)
 
   defp code_parts!(other),
     do: raise(ArgumentError, "code must be a string, a Snex.Code or nil, got: #{inspect(other)}")
@@ -329,11 +327,12 @@ defmodule Snex do
   @doc false
   # Runs a request on `target` (an env, an interpreter or a pool) with a deadline computed now:
   # `local.(pid, nif_target, env_id, deadline)` for an interpreter on this node; elsewhere
-  # `Snex.fun(remote_args.(target)...)` on the target's node.
-  def __dispatch__(target, timeout, fun, remote_args, local) do
+  # `Snex.fun(remote_args.(target)...)` on the target's node. `resolve` finds where the target
+  # is (`Snex.Target.resolve/2` by default).
+  def __dispatch__(target, timeout, fun, remote_args, local, resolve \\ &Target.resolve/2) do
     deadline = Request.deadline(timeout)
 
-    case Target.resolve(target, deadline) do
+    case resolve.(target, deadline) do
       {:local, pid, nif_target, env_id} -> local.(pid, nif_target, env_id, deadline)
       {:remote, node} -> remote(node, fun, remote_args.(target), timeout)
       {:remote, node, target} -> remote(node, fun, remote_args.(target), timeout)
@@ -386,12 +385,5 @@ defmodule Snex do
     if is_list(names) and Enum.all?(names, &is_binary/1),
       do: names,
       else: raise(ArgumentError, "variable names must be a list of strings: #{inspect(names)}")
-  end
-
-  defp encoding_opts(opts) do
-    opts
-    |> Keyword.get(:encoding_opts, [])
-    |> EncodingOpts.validate!()
-    |> EncodingOpts.pack()
   end
 end

@@ -14,4 +14,13 @@ defmodule Snex.Code do
   @spec wrap(t() | iodata()) :: t()
   def wrap(%__MODULE__{} = code), do: code
   def wrap(src) when is_binary(src) or is_list(src), do: %__MODULE__{src: src}
+
+  @doc false
+  # What a request sends of `code` (anything `wrap/1` takes): the source as one binary, the file
+  # name as a string, the line.
+  @spec parts(t() | iodata()) :: {String.t(), String.t(), non_neg_integer()}
+  def parts(code) do
+    %__MODULE__{src: src, file: file, line: line} = wrap(code)
+    {IO.iodata_to_binary(src), to_string(file), line}
+  end
 end

@@ -6,8 +6,6 @@ defmodule Snex.DirectCall do
 
   alias Snex.Request
 
-  @default_timeout 5_000
-
   @doc "See `Snex.call/5`."
   @spec call(Snex.interpreter() | Snex.Env.t(), String.t(), String.t(), list(), keyword()) ::
           {:ok, term()} | {:error, Snex.Error.t()}
@@ -21,13 +19,9 @@ defmodule Snex.DirectCall do
       unknown -> raise ArgumentError, "unknown options for Snex.call/5: #{inspect(unknown)}"
     end
 
-    timeout = Keyword.get(opts, :timeout, @default_timeout)
+    timeout = Keyword.get(opts, :timeout, Request.default_timeout())
 
-    encoding =
-      opts
-      |> Keyword.get(:encoding_opts, [])
-      |> Snex.Serde.EncodingOpts.validate!()
-      |> Snex.Serde.EncodingOpts.pack()
+    encoding = Snex.Serde.EncodingOpts.packed!(opts)
 
     remote_args = fn target -> [target, module, function, args, [kwargs: kwargs] ++ opts] end
 
@@ -36,7 +30,7 @@ defmodule Snex.DirectCall do
         kind: :call_fn,
         interpreter: pid,
         resource: nif_target,
-        args: [nif_target, env_id, module, function, encoding],
+        args: [env_id, module, function, encoding],
         value: {args, kwargs},
         deadline: deadline
       })

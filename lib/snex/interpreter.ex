@@ -454,9 +454,9 @@ defmodule Snex.Interpreter do
       end
 
     {src, file, line} =
-      case code && Snex.Code.wrap(code) do
+      case code do
         nil -> {nil, "<Snex.Code>", 0}
-        %Snex.Code{src: src, file: file, line: line} -> {IO.iodata_to_binary(src), file, line}
+        code -> Snex.Code.parts(code)
       end
 
     deadline = Request.deadline(options.init_script_timeout)
@@ -467,7 +467,7 @@ defmodule Snex.Interpreter do
       kind: :eval,
       interpreter: self(),
       resource: res,
-      args: [res, 0, src, file, line, Snex.Serde.EncodingOpts.pack(options.encoding_opts), false],
+      args: [0, src, file, line, Snex.Serde.EncodingOpts.pack(options.encoding_opts), false],
       value: vars,
       deadline: deadline,
       tag: make_ref()

@@ -173,7 +173,7 @@ defmodule Snex.Release do
   end
 
   defp probe!(project, venv, which) do
-    python = Path.join([venv, "bin", "python"])
+    python = Snex.Interpreter.PythonLookup.venv_python(venv)
 
     case run_probe(python) do
       {:ok, output} ->

@@ -36,13 +36,14 @@ defmodule Snex.Request do
   ]
 
   @typedoc """
-  A request. `kind` is `:eval`, `:make_env` or `:call_result`; `args` are that kind's NIF
-  arguments except the tag, the value to encode and the "structs resolved" flag; `value` is
-  the value to encode (the variables, or a call's result); `deadline` is from `deadline/1`.
+  A request. `kind` is `:eval`, `:make_env`, `:call_fn` or `:call_result`; `resource` is the
+  interpreter's (or env's) NIF resource; `args` are that kind's NIF arguments after the
+  resource and the tag, without the value to encode and the "structs resolved" flag; `value`
+  is the value to encode (the variables, or a call's result); `deadline` is from `deadline/1`.
   `sched` is where the NIF runs next (`:normal`, `:dirty` or `:serial`).
   """
   @type t :: %__MODULE__{
-          kind: :eval | :make_env | :call_result,
+          kind: :eval | :make_env | :call_fn | :call_result,
           interpreter: pid(),
           resource: reference(),
           args: list(),
@@ -111,12 +112,12 @@ defmodule Snex.Request do
     end
   end
 
-  defp call_nif(%__MODULE__{kind: kind, tag: tag, args: args, value: value} = r) do
-    nif_request =
-      case kind do
-        :call_result -> List.to_tuple([kind | args] ++ [value, r.resolved])
-        _ -> List.to_tuple([kind, hd(args), tag | tl(args)] ++ [value, r.resolved])
-      end
+  # The NIF's tuple: `{kind, resource, tag, args..., value, resolved}`; a `:call_result`
+  # answers Python's call and has no tag.
+  defp call_nif(%__MODULE__{kind: kind, resource: resource, args: args} = r) do
+    args = args ++ [r.value, r.resolved]
+    args = if kind == :call_result, do: args, else: [r.tag | args]
+    nif_request = List.to_tuple([kind, resource | args])
 
     case r.sched do
       :normal -> Snex.Native.submit(nif_request)
@@ -224,6 +225,10 @@ defmodule Snex.Request do
         {:error, Error.new(:decode_error, "cannot decode the value Python returned: " <> message)}
     end
   end
+
+  @doc "The timeout (ms) of `pyeval` and `call` when the caller gives none."
+  @spec default_timeout() :: timeout()
+  def default_timeout, do: 5_000
 
   @doc "The monotonic time (ms) at which `timeout` runs out from now, or `:infinity`."
   @spec deadline(timeout()) :: deadline()

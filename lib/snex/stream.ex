@@ -14,11 +14,7 @@ defmodule Snex.Stream do
   @spec stream(Snex.interpreter() | Snex.Env.t(), Snex.code(), Snex.vars(), keyword()) ::
           Enumerable.t()
   def stream(target, code, vars, opts) do
-    {src, file, line} =
-      case Snex.Code.wrap(code) do
-        %Snex.Code{src: src, file: file, line: line} ->
-          {IO.iodata_to_binary(src), to_string(file), line}
-      end
+    {src, file, line} = Snex.Code.parts(code)
 
     batch_size = Keyword.get(opts, :batch_size, @default_batch_size)
 
@@ -38,13 +34,12 @@ defmodule Snex.Stream do
     )
   end
 
+  # `opts` are the stream's `:timeout` and `:encoding_opts` only.
   defp open(target, {src, file, line}, vars, opts) do
-    make_env_opts = Keyword.take(opts, [:encoding_opts, :timeout])
-
     made =
       case target do
-        %Snex.Env{} = env -> Snex.make_env(vars, [from: env] ++ make_env_opts)
-        interpreter -> Snex.make_env(interpreter, vars, make_env_opts)
+        %Snex.Env{} = env -> Snex.make_env(vars, [from: env] ++ opts)
+        interpreter -> Snex.make_env(interpreter, vars, opts)
       end
 
     with {:ok, env} <- made,

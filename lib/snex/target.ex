@@ -30,39 +30,44 @@ defmodule Snex.Target do
         {:local, pid, ref, id}
 
       true ->
-        case Snex.Interpreter.resource(pid, deadline) do
-          nil -> :gone
-          :timeout -> :timeout
-          res -> {:local, pid, res, id}
-        end
+        local(pid, id, deadline)
     end
   end
 
-  def resolve(interpreter, deadline) do
-    case lookup(interpreter, :any, deadline) do
-      {:local, pid, res} -> {:local, pid, res, -1}
-      other -> other
-    end
-  end
+  def resolve(interpreter, deadline), do: lookup(interpreter, :any, deadline)
 
   @doc """
-  Resolves an interpreter to its pid and resource. A name registered to no process (for
-  instance while a supervisor restarts the interpreter) and a dead pid are `:gone`; anything
-  that is not a `t:GenServer.server/0` raises `ArgumentError`. A pool's name gives its
-  least-loaded member on this node (`:gone` while it has none); so does its pid. An
-  interpreter that is still starting is waited for until `deadline` (then `:timeout`).
+  Resolves an interpreter to its pid and resource (with env id `-1`, as `resolve/2`). A name
+  registered to no process (for instance while a supervisor restarts the interpreter) and a
+  dead pid are `:gone`; anything that is not a `t:GenServer.server/0` raises `ArgumentError`.
+  A pool's name gives its least-loaded member on this node (`:gone` while it has none); so
+  does its pid. An interpreter that is still starting is waited for until `deadline` (then
+  `:timeout`).
   """
   @spec interpreter(GenServer.server(), Snex.Request.deadline()) ::
-          {:local, pid(), reference()} | {:remote, node()} | :gone | :timeout
+          local() | {:remote, node()} | :gone | :timeout
   def interpreter(interpreter, deadline \\ :infinity),
     do: lookup(interpreter, :local, deadline)
 
+  # A pid registered as an interpreter is one (never a pool's manager): the common case,
+  # found without looking at the pools.
+  defp lookup(pid, where, deadline) when is_pid(pid) and node(pid) == node() do
+    case Snex.Registry.lookup(pid) do
+      nil -> pool_or_interpreter(pid, where, deadline)
+      res -> {:local, pid, res, -1}
+    end
+  end
+
   defp lookup(interpreter, where, deadline) do
     check_server!(interpreter)
+    pool_or_interpreter(interpreter, where, deadline)
+  end
 
+  defp pool_or_interpreter(interpreter, where, deadline) do
     case pool(interpreter, where) do
       :not_a_pool -> by_name(interpreter, deadline)
-      picked -> picked
+      {:local, pid, res} -> {:local, pid, res, -1}
+      other -> other
     end
   end
 
@@ -85,11 +90,7 @@ defmodule Snex.Target do
   defp by_name(interpreter, deadline) do
     case GenServer.whereis(interpreter) do
       pid when is_pid(pid) and node(pid) == node() ->
-        case Snex.Interpreter.resource(pid, deadline) do
-          nil -> :gone
-          :timeout -> :timeout
-          res -> {:local, pid, res}
-        end
+        local(pid, -1, deadline)
 
       pid when is_pid(pid) ->
         {:remote, node(pid)}
@@ -99,6 +100,15 @@ defmodule Snex.Target do
 
       nil ->
         :gone
+    end
+  end
+
+  # The interpreter `pid` of this node, waited for until `deadline` while it starts.
+  defp local(pid, env_id, deadline) do
+    case Snex.Interpreter.resource(pid, deadline) do
+      nil -> :gone
+      :timeout -> :timeout
+      res -> {:local, pid, res, env_id}
     end
   end
 

@@ -66,4 +66,21 @@ defmodule Snex.CaptureOutputTest do
     assert_raise ArgumentError, fn -> Snex.pyeval(i, "pass", capture_output: :yes) end
     assert_raise ArgumentError, fn -> Snex.Interpreter.start_link(capture_output: 1) end
   end
+
+  test "a bad value raises whatever the target, one that is gone or on another node too" do
+    {:ok, i} = Snex.Interpreter.start_link([])
+    {:ok, env} = Snex.make_env(i)
+    :ok = Snex.Interpreter.stop(i)
+
+    for target <- [
+          i,
+          env,
+          :snex_capture_output_nobody,
+          {:snex_capture_output_nobody, :"nobody@127.0.0.1"}
+        ] do
+      assert_raise ArgumentError, ~r/:capture_output must be a boolean/, fn ->
+        Snex.pyeval(target, "pass", capture_output: :yes)
+      end
+    end
+  end
 end

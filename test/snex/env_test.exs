@@ -83,6 +83,15 @@ defmodule Snex.EnvTest do
 
       assert_raise ArgumentError, fn -> Snex.make_env([]) end
     end
+
+    test "an env is not an interpreter to make an env in (copy it with :from)", %{a: a} do
+      assert_raise ArgumentError, ~r/not an interpreter/, fn -> Snex.make_env(a) end
+      assert_raise ArgumentError, ~r/not an interpreter/, fn -> Snex.make_env(a, %{"v" => 1}) end
+
+      assert_raise ArgumentError, ~r/not an interpreter/, fn ->
+        Snex.make_env(a, timeout: 1_000)
+      end
+    end
   end
 
   describe "destroy and garbage collection" do

@@ -131,6 +131,19 @@ defmodule Snex.PoolTest do
       assert {:ok, _} = Snex.make_env({pool, node()})
     end
 
+    test "so does the pid the pool's start returns", context do
+      name = :"#{inspect(__MODULE__)}.#{context.test}"
+      pool = start_supervised!({Snex.Pool, name: name, size: 2})
+      members = Snex.Pool.members(name)
+      assert {:ok, 3} = Snex.pyeval(pool, "return x + 1", %{"x" => 2})
+      assert {:ok, 3.0} = Snex.call(pool, "math", "sqrt", [9])
+      assert {:ok, env} = Snex.make_env(pool, %{"y" => 5})
+      assert env.interpreter in members
+      assert {:ok, 5} = Snex.pyeval(env, "return y")
+      assert {:local, member, _res, -1} = Snex.Target.resolve(pool)
+      assert member in members
+    end
+
     test "a stream on the pool stays on one member, its batches included", context do
       pool = start_pool(context, size: 2)
 

@@ -436,7 +436,7 @@ defmodule Snex.TransportTest do
       kind: :eval,
       interpreter: self(),
       resource: res,
-      args: [res, env_id, code, "<test>", 1, 0, nil],
+      args: [env_id, code, "<test>", 1, 0, nil],
       value: vars,
       deadline: Snex.Request.deadline(20_000),
       tag: tag

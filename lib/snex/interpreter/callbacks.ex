@@ -198,7 +198,7 @@ defmodule Snex.Interpreter.Callbacks do
       kind: :call_result,
       interpreter: self(),
       resource: res,
-      args: [res, id, ok, EncodingOpts.pack(opts)],
+      args: [id, ok, EncodingOpts.pack(opts)],
       value: value,
       deadline: :infinity
     }

@@ -317,7 +317,7 @@ defmodule Snex.Interpreter.Project do
   def venv(dir), do: Path.join(dir, ".venv")
 
   # The Python executable of the venv under `dir`.
-  defp python(dir), do: Path.join([venv(dir), "bin", "python"])
+  defp python(dir), do: dir |> venv() |> PythonLookup.venv_python()
 
   ## uv
 

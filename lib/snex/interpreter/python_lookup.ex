@@ -86,6 +86,10 @@ defmodule Snex.Interpreter.PythonLookup do
     end
   end
 
+  @doc "The Python executable of the virtual environment `venv`: `<venv>/bin/python`."
+  @spec venv_python(Path.t()) :: Path.t()
+  def venv_python(venv), do: Path.join([venv, "bin", "python"])
+
   @doc """
   What the `pyvenv.cfg` of the virtual environment `venv` says: `:home` (the directory of the
   base Python), `:version` (its full version, e.g. `"3.11.7"`) and `:base` (the base Python
@@ -139,7 +143,7 @@ defmodule Snex.Interpreter.PythonLookup do
 
   # The executable `<venv>/bin/python` links to (uv and `python -m venv` make links).
   defp base_python(venv) do
-    link = Path.join([venv, "bin", "python"])
+    link = venv_python(venv)
 
     case File.read_link(link) do
       {:ok, target} -> Path.expand(target, Path.dirname(link))

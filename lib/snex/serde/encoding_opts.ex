@@ -39,6 +39,13 @@ defmodule Snex.Serde.EncodingOpts do
   @spec merge(keyword(), keyword()) :: keyword()
   def merge(base, override), do: Keyword.merge(base, validate!(override))
 
+  @doc """
+  The packed `:encoding_opts` of a request's options (`[]` when absent); raises
+  `ArgumentError` when they are invalid.
+  """
+  @spec packed!(keyword()) :: non_neg_integer()
+  def packed!(opts), do: opts |> Keyword.get(:encoding_opts, []) |> validate!() |> pack()
+
   @doc "The packed integer the NIF reads (only the options given are marked as set)."
   @spec pack(keyword()) :: non_neg_integer()
   def pack(opts) do
