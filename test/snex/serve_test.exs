@@ -43,9 +43,15 @@ defmodule Snex.ServeTest do
 
     async def _with_serve_forever(path, me):
         reader, writer = await asyncio.open_unix_connection(path)
+        later = []
+        async def after_ready():
+            n = await snex.call("erlang", "abs", [-4])
+            await snex.send(me, (snex.Atom("after_ready"), n))
         async def ready():
             n = await snex.call("erlang", "abs", [-3])
             await snex.send(me, (snex.Atom("ready"), n, os.getpid()))
+            # Its first step runs on a later turn of the loop: once ready() has returned.
+            later.append(asyncio.get_running_loop().create_task(after_ready()))
         await snex.serve_forever(reader, writer, on_ready=ready)
         writer.close()
         return "eof"
@@ -145,9 +151,9 @@ defmodule Snex.ServeTest do
 
     assert_receive {:ready, 3, worker_pid}, 20_000
     assert is_integer(worker_pid)
-    assert_receive {:waiting, waiter}, 20_000
     # Still serving after on_ready returned: a call from the worker's loop works.
-    refute Task.yield(task, 0)
+    assert_receive {:after_ready, 4}, 20_000
+    assert_receive {:waiting, waiter}, 20_000
     send(waiter, :go)
     assert {:ok, "eof"} = Task.await(task, 30_000)
   end
