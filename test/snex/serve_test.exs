@@ -58,11 +58,6 @@ defmodule Snex.ServeTest do
 
     def with_serve_forever(path, me):
         return asyncio.run(_with_serve_forever(path, me))
-
-    def with_connect(address, me):
-        snex.connect(address)
-        asyncio.run(snex.send(me, (snex.Atom("connected"), os.getpid())))
-        return asyncio.run(snex.call("erlang", "abs", [-7]))
     """)
 
     on_exit(fn -> File.rm_rf!(dir) end)
@@ -156,25 +151,6 @@ defmodule Snex.ServeTest do
     assert_receive {:waiting, waiter}, 20_000
     send(waiter, :go)
     assert {:ok, "eof"} = Task.await(task, 30_000)
-  end
-
-  test "the path-based helpers: snex.listen in the interpreter, snex.connect in a worker", %{
-    env: env,
-    dir: dir
-  } do
-    code = """
-    import asyncio, multiprocessing, sys
-    sys.path.insert(0, dir)
-    import snex_serve_job
-    address = await snex.listen()
-    with multiprocessing.get_context("spawn").Pool(1) as pool:
-        return await asyncio.get_running_loop().run_in_executor(
-            None, pool.apply, snex_serve_job.with_connect, (address, me))
-    """
-
-    assert {:ok, 7} = Snex.pyeval(env, code, %{"dir" => dir, "me" => self()}, timeout: 30_000)
-
-    assert_receive {:connected, pid} when is_integer(pid)
   end
 
   test "the interpreter itself cannot serve: Snex is already running", %{env: env} do
