@@ -74,7 +74,7 @@ for p in ps:
 print(total / seconds)
 """
 
-python = System.find_executable("python3")
+python = Bench.python()
 
 ceiling =
   for procs <- [1, 2, 4] do

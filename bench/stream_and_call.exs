@@ -9,37 +9,26 @@ alias Snex.Bench
 n = 1_000_000
 opts = [timeout: 120_000]
 
-time = fn fun ->
-  t0 = System.monotonic_time(:microsecond)
-  fun.()
-  (System.monotonic_time(:microsecond) - t0) / 1_000_000
-end
+# The median of 3 runs of `fun`, in seconds.
+median_s = fn fun -> Bench.median(Bench.sample(3, fun)) / 1_000_000 end
 
 IO.puts("Items per second over range(#{n}) (median of 3 runs):")
 
 whole =
-  Enum.map(1..3, fn _ ->
-    time.(fn ->
-      {:ok, list} = Snex.pyeval(i, "return list(range(n))", %{"n" => n}, opts)
-      ^n = length(list)
-    end)
+  median_s.(fn ->
+    {:ok, list} = Snex.pyeval(i, "return list(range(n))", %{"n" => n}, opts)
+    ^n = length(list)
   end)
-  |> Enum.sort()
-  |> Enum.at(1)
 
 IO.puts("  pyeval, the whole list:   #{round(n / whole)} items/s")
 
 for batch <- [100, 1_000, 10_000] do
   t =
-    Enum.map(1..3, fn _ ->
-      time.(fn ->
-        ^n =
-          Snex.stream(i, "return iter(range(n))", %{"n" => n}, [batch_size: batch] ++ opts)
-          |> Enum.count()
-      end)
+    median_s.(fn ->
+      ^n =
+        Snex.stream(i, "return iter(range(n))", %{"n" => n}, [batch_size: batch] ++ opts)
+        |> Enum.count()
     end)
-    |> Enum.sort()
-    |> Enum.at(1)
 
   IO.puts(
     "  Snex.stream, batch #{String.pad_leading(Integer.to_string(batch), 6)}: #{round(n / t)} items/s (#{Float.round(whole / t, 2)}x the whole list)"

@@ -67,7 +67,7 @@ defmodule Snex.CommonValuesTest do
                    """
                )
 
-      assert big == 2 ** 70
+      assert big === 2 ** 70
     end
 
     test "a Real that is not exactly a float is an error, not a rounded float", %{env: env} do

@@ -1,17 +1,11 @@
 defmodule Snex.DropinTest do
   # Public behaviours of Snex 0.4 that code written for it relies on.
-  use ExUnit.Case, async: true
+  use Snex.InterpreterCase, async: true
 
   import ExUnit.CaptureIO
   import Snex.Sigils
 
   alias Snex.{Error, Serde}
-
-  setup do
-    {:ok, i} = start_supervised({Snex.Interpreter, []})
-    {:ok, env} = Snex.make_env(i)
-    {:ok, interpreter: i, env: env}
-  end
 
   describe "Snex.Serde.float/1" do
     test "takes any float, which arrives unchanged as a Python float", %{env: env} do

@@ -128,12 +128,15 @@ defmodule Snex.EnvTest do
       base = live_envs(i)
       parent = self()
 
-      spawn(fn ->
-        {:ok, env} = Snex.make_env(i, %{"kept" => 42})
-        send(parent, {:env, Snex.Env.disable_gc(env) |> Map.take([:id, :interpreter])})
-      end)
+      {pid, ref} =
+        spawn_monitor(fn ->
+          {:ok, env} = Snex.make_env(i, %{"kept" => 42})
+          send(parent, {:env, Snex.Env.disable_gc(env) |> Map.take([:id, :interpreter])})
+        end)
 
       assert_receive {:env, %{id: id}}
+      # The maker is gone with its heap, and with it the env's last reference.
+      assert_receive {:DOWN, ^ref, :process, ^pid, :normal}
       :erlang.garbage_collect()
       # A destroy frame sent when the env's last reference went would be handled before this
       # call, which uses the same pipe.

@@ -385,15 +385,7 @@ defmodule Snex.InterpreterTest do
       old_os_pid = Snex.Interpreter.os_pid(old)
       System.cmd("kill", ["-9", to_string(old_os_pid)])
 
-      new =
-        OSProcess.eventually(fn ->
-          case Process.whereis(:snex_supervised_test) do
-            pid when is_pid(pid) and pid != old -> pid
-            _ -> nil
-          end
-        end)
-
-      assert is_pid(new)
+      assert is_pid(OSProcess.await_restarted(:snex_supervised_test, old))
       assert {:ok, 1} = Snex.pyeval(:snex_supervised_test, "return 1")
       Supervisor.stop(sup)
     end

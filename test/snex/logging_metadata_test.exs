@@ -1,16 +1,10 @@
 defmodule Snex.LoggingMetadataTest do
   # The metadata of `snex.LoggingHandler`'s messages, as Snex 0.4 documents it.
-  use ExUnit.Case, async: true
+  use Snex.InterpreterCase, async: true
 
   import ExUnit.CaptureLog
 
   alias Snex.Test.LogForwarder
-
-  setup do
-    {:ok, i} = start_supervised({Snex.Interpreter, []})
-    {:ok, env} = Snex.make_env(i)
-    {:ok, interpreter: i, env: env}
-  end
 
   # Logs `message` through a LoggingHandler built with `handler_args`, from `where`
   # ("main", "thread" or "task"), and returns what the record itself says, for comparison.

@@ -2,6 +2,8 @@ defmodule Snex.PoolClusterTest do
   # Distribution is global to the node: not async.
   use ExUnit.Case, async: false
 
+  import Snex.Test.Pools
+
   alias Snex.Error
   alias Snex.Pool.Table
   alias Snex.Test.{Cluster, OSProcess}
@@ -10,16 +12,6 @@ defmodule Snex.PoolClusterTest do
 
   @pool :snex_cluster_pool
   @opts [name: @pool, size: 1, scope: :cluster, summary_interval: 50]
-
-  # Holds a member until `release` exists (a caller's death does not cancel a request it made
-  # on another node).
-  @hold """
-  import asyncio, os
-  await snex.send(me, ('started', os.getpid()))
-  while not os.path.exists(release):
-      await asyncio.sleep(0.02)
-  return os.getpid()
-  """
 
   setup_all do
     {peer, node} = Cluster.start_peer(:"snex_pool_peer_#{System.unique_integer([:positive])}")
@@ -30,15 +22,10 @@ defmodule Snex.PoolClusterTest do
     {:ok, node: node, remote_os_pid: os_pid({@pool, node})}
   end
 
+  # Held requests wait for a release file: a caller's death does not cancel a request it made
+  # on another node.
   setup do
-    release = Path.join(System.tmp_dir!(), "snex-pool-#{System.unique_integer([:positive])}")
-    on_exit(fn -> File.rm(release) end)
-    {:ok, release: release}
-  end
-
-  defp os_pid(target) do
-    {:ok, pid} = Snex.pyeval(target, "import os\nreturn os.getpid()")
-    pid
+    {:ok, release: release_file()}
   end
 
   # Whether this node has a fresh load summary of `node`'s pool (with load `load`, if given).
@@ -50,18 +37,6 @@ defmodule Snex.PoolClusterTest do
       end
     end)
   end
-
-  # Starts a request on `target` that holds a member until `release/1`; returns the task and
-  # the member's OS pid.
-  defp hold(target, %{release: release}) do
-    me = self()
-    vars = %{"me" => me, "release" => release}
-    task = Task.async(fn -> Snex.pyeval(target, @hold, vars, timeout: :infinity) end)
-    assert_receive {"started", os_pid}, 10_000
-    {task, os_pid}
-  end
-
-  defp release(%{release: release}), do: File.write!(release, "")
 
   test "pools of the same name on two nodes join one :pg group", %{node: node} do
     managers = :pg.get_members(Snex.Pool.Scope, {Snex.Pool, @pool})
@@ -76,7 +51,7 @@ defmodule Snex.PoolClusterTest do
 
   test "a call goes to the other node when the local members are busier", context do
     %{node: node, remote_os_pid: remote} = context
-    {task, local} = hold(@pool, context)
+    {task, local} = hold(@pool, context.release)
     refute local == remote
     assert known?(node, 0)
     assert os_pid(@pool) == remote
@@ -88,7 +63,7 @@ defmodule Snex.PoolClusterTest do
     # Envs (and so streams) stay local: an env made from another node is not collected.
     assert {:ok, env} = Snex.make_env(@pool)
     assert node(Snex.Env.interpreter(env)) == node()
-    release(context)
+    release(context.release)
     assert {:ok, ^local} = Task.await(task)
   end
 
@@ -98,11 +73,11 @@ defmodule Snex.PoolClusterTest do
     doomed_os_pid = os_pid({@pool, doomed})
 
     # The local member and the first peer's are busy: the next call goes to the doomed node.
-    {local_task, _} = hold({@pool, node()}, context)
-    {peer_task, _} = hold({@pool, node}, context)
+    {local_task, _} = hold({@pool, node()}, context.release)
+    {peer_task, _} = hold({@pool, node}, context.release)
     assert known?(node, 1)
     assert known?(doomed, 0)
-    {in_flight, ^doomed_os_pid} = hold(@pool, context)
+    {in_flight, ^doomed_os_pid} = hold(@pool, context.release)
 
     :peer.stop(peer)
     assert {:error, %Error{code: :call_failed}} = Task.await(in_flight, 10_000)
@@ -112,7 +87,7 @@ defmodule Snex.PoolClusterTest do
     assert {:ok, 1} = Snex.pyeval(@pool, "return 1")
     assert {:ok, 1} = Snex.pyeval(@pool, "return 1")
 
-    release(context)
+    release(context.release)
     for task <- [local_task, peer_task], do: assert({:ok, _} = Task.await(task))
   end
 end

@@ -1,19 +1,13 @@
 defmodule Snex.PoolRecyclingTest do
   use ExUnit.Case, async: true
 
+  import Snex.Test.Pools
+
   alias Snex.Error
   alias Snex.Pool.Memory
   alias Snex.Test.OSProcess
 
   @moduletag timeout: 180_000
-
-  defp start_pool(context, opts) do
-    name = :"#{inspect(__MODULE__)}.#{context.test}"
-    start_supervised!({Snex.Pool, Keyword.put(opts, :name, name)})
-    name
-  end
-
-  defp member_os_pids(pool), do: Enum.map(Snex.Pool.members(pool), &Snex.Interpreter.os_pid/1)
 
   # `workers` processes call `pool` until `until` returns true (polled by the test process),
   # some of the calls still running when their member retires; returns every result.
@@ -67,21 +61,9 @@ defmodule Snex.PoolRecyclingTest do
     # The init script is the first request; the next two calls reach max_calls.
     pool = start_pool(context, size: 1, max_calls: 3, retire_grace: 50)
     [first] = Snex.Pool.members(pool)
-    release = Path.join(System.tmp_dir!(), "snex-pool-#{System.unique_integer([:positive])}")
-    on_exit(fn -> File.rm(release) end)
-    me = self()
-
-    code = """
-    import asyncio, os
-    await snex.send(me, 'started')
-    while not os.path.exists(release):
-        await asyncio.sleep(0.01)
-    return os.getpid()
-    """
-
-    long = Task.async(fn -> Snex.pyeval(pool, code, %{"me" => me, "release" => release}) end)
-    assert_receive "started", 10_000
     first_os_pid = Snex.Interpreter.os_pid(first)
+    release = release_file()
+    {long, ^first_os_pid} = hold(pool, release)
     # Over the limit: the next calls are served until the replacement is ready, then by it.
     assert {:ok, ^first_os_pid} = Snex.pyeval(pool, "import os\nreturn os.getpid()")
     assert OSProcess.eventually(fn -> Snex.Pool.members(pool) != [first] end)
@@ -89,7 +71,7 @@ defmodule Snex.PoolRecyclingTest do
     # Retired, but its call is still running: it stays.
     ref = Process.monitor(first)
     refute_receive {:DOWN, ^ref, _, _, _}, 300
-    File.write!(release, "")
+    release(release)
     assert {:ok, ^first_os_pid} = Task.await(long, 10_000)
     assert_receive {:DOWN, ^ref, :process, _, :shutdown}, 10_000
     assert OSProcess.wait_gone(first_os_pid)

@@ -1,38 +1,12 @@
 defmodule Snex.PoolTest do
   use ExUnit.Case, async: true
 
+  import Snex.Test.Pools
+
   alias Snex.Error
   alias Snex.Test.OSProcess
 
   @moduletag timeout: 120_000
-
-  # A request that tells the test which member runs it, then waits (asynchronously) forever.
-  @hold """
-  import asyncio, os
-  await snex.send(me, ('started', os.getpid()))
-  await asyncio.sleep(3600)
-  """
-
-  defp start_pool(context, opts) do
-    name = :"#{inspect(__MODULE__)}.#{context.test}"
-    start_supervised!({Snex.Pool, Keyword.put(opts, :name, name)})
-    name
-  end
-
-  defp os_pid(target) do
-    {:ok, pid} = Snex.pyeval(target, "import os\nreturn os.getpid()")
-    pid
-  end
-
-  defp member_os_pids(pool), do: Enum.map(Snex.Pool.members(pool), &Snex.Interpreter.os_pid/1)
-
-  # Starts a request on `pool` that holds its member; returns the task and the member's OS pid.
-  defp hold(pool) do
-    me = self()
-    task = Task.async(fn -> Snex.pyeval(pool, @hold, %{"me" => me}, timeout: :infinity) end)
-    assert_receive {"started", os_pid}, 10_000
-    {task, os_pid}
-  end
 
   describe "options" do
     test "unknown and invalid options raise ArgumentError" do

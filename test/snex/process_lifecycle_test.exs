@@ -153,14 +153,7 @@ defmodule Snex.ProcessLifecycleTest do
                  "import os, threading\nthreading.Timer(0.1, os.close, [4]).start()"
                )
 
-      new =
-        OSProcess.eventually(fn ->
-          case Process.whereis(:snex_lifecycle_restarted) do
-            pid when is_pid(pid) and pid != old -> pid
-            _ -> nil
-          end
-        end)
-
+      new = OSProcess.await_restarted(:snex_lifecycle_restarted, old)
       assert is_pid(new)
       assert {:ok, 2} = Snex.pyeval(new, "return 1 + 1")
       assert OSProcess.wait_gone(old_python, 5_000)
@@ -222,20 +215,8 @@ defmodule Snex.ProcessLifecycleTest do
   defp now, do: System.monotonic_time(:millisecond)
   defp left(started, total), do: max(total - (now() - started), 0)
 
-  # Fields of /proc/<pid>/stat after the command name: state, ppid, pgrp, ...
-  defp stat_fields(pid) do
-    case File.read("/proc/#{pid}/stat") do
-      {:ok, stat} ->
-        [_, rest] = String.split(stat, ") ", parts: 2)
-        String.split(rest)
-
-      {:error, _} ->
-        nil
-    end
-  end
-
-  defp ppid(pid), do: pid |> stat_fields() |> Enum.at(1) |> String.to_integer()
-  defp pgid(pid), do: pid |> stat_fields() |> Enum.at(2) |> String.to_integer()
+  defp ppid(pid), do: pid |> OSProcess.stat_fields() |> Enum.at(1) |> String.to_integer()
+  defp pgid(pid), do: pid |> OSProcess.stat_fields() |> Enum.at(2) |> String.to_integer()
   defp exe(pid), do: File.read_link!("/proc/#{pid}/exe")
 
   defp vm_rss_kb(pid) do
@@ -249,7 +230,7 @@ defmodule Snex.ProcessLifecycleTest do
 
     for entry <- File.ls!("/proc"),
         Regex.match?(~r/^\d+$/, entry),
-        fields = stat_fields(entry),
+        fields = OSProcess.stat_fields(entry),
         fields != nil,
         match?([state, _ppid, ^group | _] when state != "Z", fields),
         do: String.to_integer(entry)

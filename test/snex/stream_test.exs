@@ -2,6 +2,7 @@ defmodule Snex.StreamTest do
   use Snex.InterpreterCase, async: true
 
   alias Snex.Error
+  alias Snex.Test.OSProcess
 
   # An env holding shared counters: a stream's env is a shallow copy, so the generator sees
   # the same list objects and tests can read them afterwards.
@@ -122,7 +123,7 @@ defmodule Snex.StreamTest do
     assert_receive :consuming, 5_000
     Process.exit(consumer, :kill)
     # The stream's env is collected with the consumer's heap: Python drops the generator.
-    assert eventually(fn -> match?({:ok, [_, true]}, state(env)) end)
+    assert OSProcess.eventually(fn -> match?({:ok, [_, true]}, state(env)) end)
   end
 
   test "code that returns no iterable is an error", %{interpreter: i} do
@@ -170,14 +171,6 @@ defmodule Snex.StreamTest do
 
     assert_raise Error, ~r/response_timeout/, fn ->
       Snex.stream(i, code, %{}, batch_size: 1, timeout: 300) |> Enum.to_list()
-    end
-  end
-
-  defp eventually(fun, deadline \\ System.monotonic_time(:millisecond) + 5_000) do
-    cond do
-      fun.() -> true
-      System.monotonic_time(:millisecond) > deadline -> false
-      true -> receive(do: (:never -> :ok), after: (20 -> eventually(fun, deadline)))
     end
   end
 end

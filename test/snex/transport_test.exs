@@ -1,6 +1,6 @@
 defmodule Snex.TransportTest do
   # The transport options of Snex.Interpreter: wrap_exec, :use_stdio, the busy limits and
-  # parallelism.
+  # parallelism (the pipes' sizes: Snex.PipeCapacityTest, below).
   use ExUnit.Case, async: true
 
   alias Snex.Error
@@ -346,46 +346,6 @@ defmodule Snex.TransportTest do
     end
   end
 
-  describe "pipe capacity" do
-    @pipe_sizes "import fcntl\nreturn [fcntl.fcntl(fd, 1032) for fd in (3, 4)]"
-
-    test "the pipe to Python holds at most an eighth of busy_limits_port's high watermark" do
-      # The busy limit sees what the pipe has not accepted: with a small high watermark the
-      # pipe keeps its default 64 KiB. (From Python it may grow, budget permitting.)
-      i = start_interpreter(busy_limits_port: @small_limits)
-      assert {:ok, [65_536, from_python]} = Snex.pyeval(i, @pipe_sizes)
-      assert from_python in [65_536, 1_048_576]
-    end
-
-    test "pipes grow to 1 MiB within a budget of 16 MiB per OS process, given back on exit" do
-      {peer, node} =
-        Snex.Test.Cluster.start_peer(:"snex_pipes_#{System.unique_integer([:positive])}")
-
-      sizes = fn i -> :erpc.call(node, Snex, :pyeval, [i, @pipe_sizes]) end
-
-      interpreters =
-        for _ <- 1..10 do
-          {:ok, i} = :erpc.call(node, Snex.Test.Cluster, :start_interpreter, [[]])
-          i
-        end
-
-      all = Enum.map(interpreters, &sizes.(&1))
-      # Each takes 2 x (1 MiB - 64 KiB) of the budget: eight get both pipes grown.
-      assert Enum.take(all, 8) == List.duplicate({:ok, [1_048_576, 1_048_576]}, 8)
-      assert {:ok, [65_536, 65_536]} in Enum.drop(all, 8)
-
-      # Envs still held there keep their interpreters' native state, not their pipes' budget.
-      for i <- interpreters,
-          do: {:ok, _, _} = :erpc.call(node, Snex.Test.Cluster, :hold_env, [i, %{}])
-
-      for i <- interpreters, do: :ok = :erpc.call(node, GenServer, :stop, [i])
-
-      {:ok, i} = :erpc.call(node, Snex.Test.Cluster, :start_interpreter, [[]])
-      assert {:ok, [1_048_576, 1_048_576]} = sizes.(i)
-      :peer.stop(peer)
-    end
-  end
-
   ## Helpers
 
   defp start_interpreter(port_opts) do
@@ -503,5 +463,52 @@ defmodule Snex.TransportTest do
       end)
     end)
     |> Task.await_many(30_000)
+  end
+end
+
+defmodule Snex.PipeCapacityTest do
+  # The sizes of an interpreter's pipes. One test starts a peer node, so distribution is
+  # started: not async.
+  use ExUnit.Case, async: false
+
+  alias Snex.Test.Cluster
+
+  @pipe_sizes "import fcntl\nreturn [fcntl.fcntl(fd, 1032) for fd in (3, 4)]"
+
+  test "the pipe to Python holds at most an eighth of busy_limits_port's high watermark" do
+    # The busy limit sees what the pipe has not accepted: with a small high watermark (10 000
+    # bytes) the pipe keeps its default 64 KiB. (From Python it may grow, budget permitting.)
+    {:ok, i} =
+      start_supervised({Snex.Interpreter, port_opts: [busy_limits_port: {1_000, 10_000}]})
+
+    assert {:ok, [65_536, from_python]} = Snex.pyeval(i, @pipe_sizes)
+    assert from_python in [65_536, 1_048_576]
+  end
+
+  test "pipes grow to 1 MiB within a budget of 16 MiB per OS process, given back on exit" do
+    {peer, node} = Cluster.start_peer(:"snex_pipes_#{System.unique_integer([:positive])}")
+    on_exit(fn -> catch_exit(:peer.stop(peer)) end)
+
+    sizes = fn i -> :erpc.call(node, Snex, :pyeval, [i, @pipe_sizes]) end
+
+    interpreters =
+      for _ <- 1..10 do
+        {:ok, i} = :erpc.call(node, Cluster, :start_interpreter, [[]])
+        i
+      end
+
+    all = Enum.map(interpreters, &sizes.(&1))
+    # Each takes 2 x (1 MiB - 64 KiB) of the budget: eight get both pipes grown.
+    assert Enum.take(all, 8) == List.duplicate({:ok, [1_048_576, 1_048_576]}, 8)
+    assert {:ok, [65_536, 65_536]} in Enum.drop(all, 8)
+
+    # Envs still held there keep their interpreters' native state, not their pipes' budget.
+    for i <- interpreters,
+        do: {:ok, _, _} = :erpc.call(node, Cluster, :hold_env, [i, %{}])
+
+    for i <- interpreters, do: :ok = :erpc.call(node, GenServer, :stop, [i])
+
+    {:ok, i} = :erpc.call(node, Cluster, :start_interpreter, [[]])
+    assert {:ok, [1_048_576, 1_048_576]} = sizes.(i)
   end
 end
