@@ -17,11 +17,10 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from types import CodeType
 from typing import Any, NoReturn, Protocol
 
 from . import buffers, capture, codec, direct, eager, interrupt, splice, streams
-from .code import RETURN_NAME, SnexReturn, compile_code
+from .code import RETURN_NAME, SnexReturn, code_value, compile_code, run_code
 from .errors import describe_exception, exception_text, format_exception
 from .frames import HEADER, MAX_BODY, Body, FrameReader, ProtocolError
 from .reply_batch import ReplyBatch
@@ -524,9 +523,9 @@ class Connection:
             self._reply_exception(req_id, e)
             return
         if self.eager and not code.co_flags & inspect.CO_COROUTINE:
-            self._run_sync(req_id, EVAL, lambda: _run_code(code, env), await_result=False, key=code)
+            self._run_sync(req_id, EVAL, lambda: run_code(code, env), await_result=False, key=code)
         else:
-            self._start_task(req_id, EVAL, _code_value(code, env))
+            self._start_task(req_id, EVAL, code_value(code, env))
 
     def _run_sync(
         self,
@@ -694,27 +693,6 @@ _FRAME_WRITERS = (
     Connection.write_held.__code__,
     Connection._write_taken.__code__,
 )
-
-
-def _run_code(code: CodeType, env: dict[str, Any]) -> Any:
-    """Runs module-level code without ``await``; its value is what a top-level ``return``
-    gives, else None."""
-    try:
-        exec(code, env)  # noqa: S102 - running the caller's code is the point
-    except SnexReturn as r:
-        return r.value
-    return None
-
-
-async def _code_value(code: CodeType, env: dict[str, Any]) -> Any:
-    """Runs module-level code that may ``await``; its value as in `_run_code`."""
-    try:
-        result = eval(code, env)  # noqa: S307 - running the caller's code is the point
-        if inspect.iscoroutine(result):
-            await result
-    except SnexReturn as r:
-        return r.value
-    return None
 
 
 def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
