@@ -107,13 +107,17 @@ class CallTable:
         """Resolves call `call_id` on its own loop: ``(True, value)`` or ``(False, message)``."""
         with self._lock:
             entry = self._calls.pop(call_id, None)
-        if entry is None:
-            return
-        fut, loop = entry
-        if asyncio._get_running_loop() is loop:
-            _resolve(fut, outcome)  # already on the future's loop: no wake-up needed
-        else:
-            loop.call_soon_threadsafe(_resolve, fut, outcome)
+        if entry is not None:
+            _resolve_on_loop(entry, outcome)
+
+    def fail_all(self, message: str) -> None:
+        """Resolves every call waiting as `settle` does with ``(False, message)``; the table
+        is then empty."""
+        with self._lock:
+            calls, self._calls = self._calls, {}
+        outcome = (False, message)
+        for entry in calls.values():
+            _resolve_on_loop(entry, outcome)
 
 
 class Connection:
@@ -693,6 +697,17 @@ _FRAME_WRITERS = (
     Connection.write_held.__code__,
     Connection._write_taken.__code__,
 )
+
+
+def _resolve_on_loop(
+    entry: tuple[asyncio.Future[Any], asyncio.AbstractEventLoop], outcome: tuple[bool, Any]
+) -> None:
+    """Resolves a call's future with `outcome` on the future's own loop."""
+    fut, loop = entry
+    if asyncio._get_running_loop() is loop:
+        _resolve(fut, outcome)  # already on the future's loop: no wake-up needed
+    else:
+        loop.call_soon_threadsafe(_resolve, fut, outcome)
 
 
 def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:

@@ -85,8 +85,6 @@ class StreamLink:
         self.calls = runner.CallTable()
         self._writer = writer
         self._loop = loop
-        self._lock = threading.Lock()
-        self._pending: set[int] = set()
         self._closed = False
 
     def write_frame(
@@ -110,15 +108,10 @@ class StreamLink:
 
     def register_call(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> int:
         """Registers a future for a call's result before the call is written."""
-        call_id = self.calls.register(fut, loop)
-        with self._lock:
-            self._pending.add(call_id)
-        return call_id
+        return self.calls.register(fut, loop)
 
     def forget_call(self, call_id: int) -> None:
         """Drops a call whose caller is gone (or that got its result)."""
-        with self._lock:
-            self._pending.discard(call_id)
         self.calls.forget(call_id)
 
     def settle(self, call_id: int, body: bytes) -> None:
@@ -133,10 +126,7 @@ class StreamLink:
     def close(self) -> None:
         """Stops writing; calls still waiting fail with `snex.ElixirError`."""
         self._closed = True
-        with self._lock:
-            pending, self._pending = self._pending, set()
-        for call_id in pending:
-            self.calls.settle(call_id, (False, _CLOSED))
+        self.calls.fail_all(_CLOSED)
 
 
 async def _read_results(reader: asyncio.StreamReader, link: StreamLink) -> None:
