@@ -147,15 +147,13 @@ def encode(
     objects anywhere in it) are not copied into the pickle: their bytes are appended to the
     list, to be sent after it (see docs/protocol.md).
     """
-    if (
-        out_of_band is not None
-        and type(value) in (bytes, bytearray)
-        and len(value) >= buffers.MIN_SIZE
-    ):
-        out_of_band.append(memoryview(value))
-        return _ONE_BUFFER
+    callback = None
+    if out_of_band is not None:
+        if buffers.is_large_binary(value):
+            out_of_band.append(memoryview(value))
+            return _ONE_BUFFER
+        callback = _collector(out_of_band)
     buf = io.BytesIO()
-    callback = None if out_of_band is None else _collector(out_of_band)
     try:
         _Pickler(buf, protocol=5, buffer_callback=callback).dump(value)
     except RecursionError as e:
