@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import contextvars
 import inspect
 import os
@@ -21,7 +20,7 @@ from typing import Any, NoReturn, Protocol
 
 from . import buffers, capture, codec, direct, eager, interrupt, splice, streams
 from .code import RETURN_NAME, SnexReturn, code_value, compile_code, run_code
-from .errors import describe_exception, exception_text, format_exception
+from .errors import describe_exception, exception_text, format_exception, report
 from .frames import HEADER, MAX_BODY, Body, FrameReader, ProtocolError
 from .reply_batch import ReplyBatch
 from .types import Atom, ElixirError, EncodeError
@@ -422,7 +421,7 @@ class Connection:
                 self._drain_scheduled = True
                 self.loop.call_soon_threadsafe(self._scheduled_drain, context=self._context)
         except BaseException as e:  # noqa: BLE001 - never raise into the interrupted code
-            _report(f"snex: cancellation failed: {describe_exception(e)}")
+            report(f"snex: cancellation failed: {describe_exception(e)}")
         finally:
             self.absorbing = False
         return hit
@@ -481,7 +480,7 @@ class Connection:
             reason = f"Snex failed to handle the request: {describe_exception(exc)}"
             self.reply_error(req_id, "internal_error", reason, format_exception(exc))
         else:
-            _report(f"snex: failed to handle a frame of kind {kind}: {describe_exception(exc)}")
+            report(f"snex: failed to handle a frame of kind {kind}: {describe_exception(exc)}")
 
     def _env(self, env_id: int) -> dict[str, Any] | None:
         if env_id == THROWAWAY_ENV:
@@ -729,14 +728,8 @@ def _write_failed(exc: BaseException) -> NoReturn:
 
 
 def _die(message: str, status: int) -> NoReturn:
-    _report(message)
+    report(message)
     os._exit(status)
-
-
-def _report(message: str) -> None:
-    """Writes `message` to stderr (fd 2 directly: ``sys.stderr`` may be anything by now)."""
-    with contextlib.suppress(BaseException):  # nowhere left to report to
-        os.write(2, (message + "\n").encode("utf-8", "replace"))
 
 
 def _encode_failure(exc: BaseException) -> tuple[str, list[str] | None]:
