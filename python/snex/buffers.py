@@ -28,6 +28,12 @@ COUNT = struct.Struct(">I")
 ENTRY = struct.Struct(">BQ")
 
 
+def is_large_binary(value: Any) -> bool:
+    """Whether `value` is a large binary, sent out of band as it is: ``bytes`` or a
+    ``bytearray`` (not a subclass) of at least `MIN_SIZE` bytes."""
+    return type(value) in (bytes, bytearray) and len(value) >= MIN_SIZE
+
+
 class Target:
     """What one buffer is read into: `view` is filled from the pipe, then `value()` is the
     object the pickle gets."""

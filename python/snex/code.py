@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import inspect
 from types import CodeType
 from typing import Any
 
@@ -66,3 +67,24 @@ def compile_cache_info() -> tuple[int, int]:
     """``(hits, misses)`` of the compile cache."""
     info = compile_code.cache_info()
     return (info.hits, info.misses)
+
+
+def run_code(code: CodeType, env: dict[str, Any]) -> Any:
+    """Runs module-level code without ``await``; its value is what a top-level ``return``
+    gives, else None."""
+    try:
+        exec(code, env)  # noqa: S102 - running the caller's code is the point
+    except SnexReturn as r:
+        return r.value
+    return None
+
+
+async def code_value(code: CodeType, env: dict[str, Any]) -> Any:
+    """Runs module-level code that may ``await``; its value as in `run_code`."""
+    try:
+        result = eval(code, env)  # noqa: S307 - running the caller's code is the point
+        if inspect.iscoroutine(result):
+            await result
+    except SnexReturn as r:
+        return r.value
+    return None

@@ -15,19 +15,9 @@ from .types import Atom, EncodeError, Term
 _custom_encoder: Callable[[Any], Any] | None = None
 
 # Built-in types the pickler writes itself; subclasses travel as these (base first match).
-_BASES: tuple[type, ...] = (
-    bool,
-    int,
-    float,
-    str,
-    bytes,
-    bytearray,
-    list,
-    tuple,
-    dict,
-    set,
-    frozenset,
-)
+_BASES = encode_errors.SCALARS + encode_errors.CONTAINERS
+# What the pickler writes without the custom encoder: the built-in types and Snex's.
+_DIRECT = encode_errors.MARKED + _BASES
 
 _MAX_CUSTOM_DEPTH = 32
 
@@ -132,11 +122,7 @@ def _custom(obj: Any) -> Any:
 
 
 def _encodable_directly(obj: Any) -> bool:
-    return (
-        obj is None
-        or isinstance(obj, (Atom, Term, memoryview, *_BASES))
-        or common_values.converter_for(type(obj)) is not None
-    )
+    return isinstance(obj, _DIRECT) or common_values.converter_for(type(obj)) is not None
 
 
 #: The pickle of a value that is its one out-of-band buffer: ``PROTO 5, NEXT_BUFFER, STOP``.
@@ -161,15 +147,13 @@ def encode(
     objects anywhere in it) are not copied into the pickle: their bytes are appended to the
     list, to be sent after it (see docs/protocol.md).
     """
-    if (
-        out_of_band is not None
-        and type(value) in (bytes, bytearray)
-        and len(value) >= buffers.MIN_SIZE
-    ):
-        out_of_band.append(memoryview(value))
-        return _ONE_BUFFER
+    callback = None
+    if out_of_band is not None:
+        if buffers.is_large_binary(value):
+            out_of_band.append(memoryview(value))
+            return _ONE_BUFFER
+        callback = _collector(out_of_band)
     buf = io.BytesIO()
-    callback = None if out_of_band is None else _collector(out_of_band)
     try:
         _Pickler(buf, protocol=5, buffer_callback=callback).dump(value)
     except RecursionError as e:

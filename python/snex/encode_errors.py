@@ -15,11 +15,12 @@ from typing import Any
 
 from .types import Atom, EncodeError, Term
 
-# What the encoder writes with nothing inside to look at: Snex's types, and built-in scalars
-# (their subclasses as the base type, the way the encoder does it).
-_MARKED: tuple[type, ...] = (type(None), Atom, Term, memoryview)
-_SCALARS: tuple[type, ...] = (bool, int, float, str, bytes, bytearray)
-_CONTAINERS: tuple[type, ...] = (list, tuple, dict, set, frozenset)
+#: What the encoder writes with nothing inside to look at: None and Snex's types...
+MARKED: tuple[type, ...] = (type(None), Atom, Term, memoryview)
+#: ... and built-in scalars, their subclasses as the base type (the first that matches).
+SCALARS: tuple[type, ...] = (bool, int, float, str, bytes, bytearray)
+#: Built-in containers, their subclasses as the base type (the first that matches).
+CONTAINERS: tuple[type, ...] = (list, tuple, dict, set, frozenset)
 # Dict keys (str, bytes, int) shown as ``[key]`` in a path when their repr is at most this
 # long; other keys by position.
 _MAX_KEY_REPR = 40
@@ -105,9 +106,9 @@ def _children(
 
 
 def _is_leaf(obj: Any) -> bool:
-    if isinstance(obj, _MARKED):
+    if isinstance(obj, MARKED):
         return True
-    for base in _SCALARS:
+    for base in SCALARS:
         if isinstance(obj, base):
             if type(obj) is not base:
                 base(obj)  # what the encoder does with a subclass: may raise, as it did there
@@ -116,7 +117,7 @@ def _is_leaf(obj: Any) -> bool:
 
 
 def _container_base(obj: Any) -> type | None:
-    for base in _CONTAINERS:
+    for base in CONTAINERS:
         if isinstance(obj, base):
             return base
     return None

@@ -6,6 +6,7 @@ reports it must still be built.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import traceback
 from types import TracebackType
@@ -56,3 +57,9 @@ def format_exception(exc: BaseException) -> list[str]:
             f"{describe_exception(exc)}\n",
             f"(the traceback could not be formatted: {describe_exception(e)})\n",
         ]
+
+
+def report(message: str) -> None:
+    """Writes `message` to stderr (fd 2 directly: ``sys.stderr`` may be anything by now)."""
+    with contextlib.suppress(BaseException):  # nowhere left to report to
+        os.write(2, (message + "\n").encode("utf-8", "replace"))

@@ -57,7 +57,7 @@ def _target(to: Any) -> Any:
 def _large_bytes_apart(value: Any) -> Any:
     """`value`, but as a `memoryview` if it is large ``bytes`` or a ``bytearray``: the same
     binary for Elixir, sent out of band (the pickler keeps ``bytes`` found inside a tuple)."""
-    if type(value) in (bytes, bytearray) and len(value) >= buffers.MIN_SIZE:
+    if buffers.is_large_binary(value):
         return memoryview(value)
     return value
 

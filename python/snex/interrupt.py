@@ -19,11 +19,12 @@ interrupted: its request is cancelled when it returns to Python.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 from types import CodeType, FrameType
 from typing import TYPE_CHECKING, Any
+
+from .errors import report
 
 if TYPE_CHECKING:
     from .runner import Connection
@@ -71,8 +72,7 @@ class CancelSignal:
                 if not self._again:
                     break
         except Exception as e:  # noqa: BLE001 - never raise into the interrupted code by mistake
-            with contextlib.suppress(Exception):
-                os.write(2, f"snex: cancellation failed: {type(e).__name__}\n".encode())
+            report(f"snex: cancellation failed: {type(e).__name__}")
             return
         finally:
             self._active = False

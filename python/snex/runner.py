@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import contextvars
 import inspect
 import os
@@ -17,12 +16,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Hashable, Sequence
-from types import CodeType
 from typing import Any, NoReturn, Protocol
 
 from . import buffers, capture, codec, direct, eager, interrupt, splice, streams
-from .code import RETURN_NAME, SnexReturn, compile_code
-from .errors import describe_exception, exception_text, format_exception
+from .code import RETURN_NAME, SnexReturn, code_value, compile_code, run_code
+from .errors import describe_exception, exception_text, format_exception, report
 from .frames import HEADER, MAX_BODY, Body, FrameReader, ProtocolError
 from .reply_batch import ReplyBatch
 from .types import Atom, ElixirError, EncodeError
@@ -108,13 +106,17 @@ class CallTable:
         """Resolves call `call_id` on its own loop: ``(True, value)`` or ``(False, message)``."""
         with self._lock:
             entry = self._calls.pop(call_id, None)
-        if entry is None:
-            return
-        fut, loop = entry
-        if asyncio._get_running_loop() is loop:
-            _resolve(fut, outcome)  # already on the future's loop: no wake-up needed
-        else:
-            loop.call_soon_threadsafe(_resolve, fut, outcome)
+        if entry is not None:
+            _resolve_on_loop(entry, outcome)
+
+    def fail_all(self, message: str) -> None:
+        """Resolves every call waiting as `settle` does with ``(False, message)``; the table
+        is then empty."""
+        with self._lock:
+            calls, self._calls = self._calls, {}
+        outcome = (False, message)
+        for entry in calls.values():
+            _resolve_on_loop(entry, outcome)
 
 
 class Connection:
@@ -419,7 +421,7 @@ class Connection:
                 self._drain_scheduled = True
                 self.loop.call_soon_threadsafe(self._scheduled_drain, context=self._context)
         except BaseException as e:  # noqa: BLE001 - never raise into the interrupted code
-            _report(f"snex: cancellation failed: {describe_exception(e)}")
+            report(f"snex: cancellation failed: {describe_exception(e)}")
         finally:
             self.absorbing = False
         return hit
@@ -478,7 +480,7 @@ class Connection:
             reason = f"Snex failed to handle the request: {describe_exception(exc)}"
             self.reply_error(req_id, "internal_error", reason, format_exception(exc))
         else:
-            _report(f"snex: failed to handle a frame of kind {kind}: {describe_exception(exc)}")
+            report(f"snex: failed to handle a frame of kind {kind}: {describe_exception(exc)}")
 
     def _env(self, env_id: int) -> dict[str, Any] | None:
         if env_id == THROWAWAY_ENV:
@@ -524,9 +526,9 @@ class Connection:
             self._reply_exception(req_id, e)
             return
         if self.eager and not code.co_flags & inspect.CO_COROUTINE:
-            self._run_sync(req_id, EVAL, lambda: _run_code(code, env), await_result=False, key=code)
+            self._run_sync(req_id, EVAL, lambda: run_code(code, env), await_result=False, key=code)
         else:
-            self._start_task(req_id, EVAL, _code_value(code, env))
+            self._start_task(req_id, EVAL, code_value(code, env))
 
     def _run_sync(
         self,
@@ -696,25 +698,15 @@ _FRAME_WRITERS = (
 )
 
 
-def _run_code(code: CodeType, env: dict[str, Any]) -> Any:
-    """Runs module-level code without ``await``; its value is what a top-level ``return``
-    gives, else None."""
-    try:
-        exec(code, env)  # noqa: S102 - running the caller's code is the point
-    except SnexReturn as r:
-        return r.value
-    return None
-
-
-async def _code_value(code: CodeType, env: dict[str, Any]) -> Any:
-    """Runs module-level code that may ``await``; its value as in `_run_code`."""
-    try:
-        result = eval(code, env)  # noqa: S307 - running the caller's code is the point
-        if inspect.iscoroutine(result):
-            await result
-    except SnexReturn as r:
-        return r.value
-    return None
+def _resolve_on_loop(
+    entry: tuple[asyncio.Future[Any], asyncio.AbstractEventLoop], outcome: tuple[bool, Any]
+) -> None:
+    """Resolves a call's future with `outcome` on the future's own loop."""
+    fut, loop = entry
+    if asyncio._get_running_loop() is loop:
+        _resolve(fut, outcome)  # already on the future's loop: no wake-up needed
+    else:
+        loop.call_soon_threadsafe(_resolve, fut, outcome)
 
 
 def _resolve(fut: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
@@ -736,14 +728,8 @@ def _write_failed(exc: BaseException) -> NoReturn:
 
 
 def _die(message: str, status: int) -> NoReturn:
-    _report(message)
+    report(message)
     os._exit(status)
-
-
-def _report(message: str) -> None:
-    """Writes `message` to stderr (fd 2 directly: ``sys.stderr`` may be anything by now)."""
-    with contextlib.suppress(BaseException):  # nowhere left to report to
-        os.write(2, (message + "\n").encode("utf-8", "replace"))
 
 
 def _encode_failure(exc: BaseException) -> tuple[str, list[str] | None]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
-from .code import SnexReturn, compile_code
+from .code import code_value, compile_code
 
 _KEY = "__snex_stream__"
 
@@ -36,14 +35,7 @@ class _Stream:
 async def open_stream(env: dict[str, Any], src: str, file: str, line: int) -> None:
     """Runs `src` in `env` and keeps the iterable it returns for `next_batch`."""
     code = compile_code(src, file, line)
-    value: Any = None
-    try:
-        result = eval(code, env)  # noqa: S307 - running the caller's code is the point
-        if inspect.iscoroutine(result):
-            await result
-    except SnexReturn as r:
-        value = r.value
-    env[_KEY] = _Stream(value)
+    env[_KEY] = _Stream(await code_value(code, env))
 
 
 async def next_batch(env: dict[str, Any], size: int) -> tuple[list[Any], bool]:

@@ -85,8 +85,6 @@ class StreamLink:
         self.calls = runner.CallTable()
         self._writer = writer
         self._loop = loop
-        self._lock = threading.Lock()
-        self._pending: set[int] = set()
         self._closed = False
 
     def write_frame(
@@ -110,15 +108,10 @@ class StreamLink:
 
     def register_call(self, fut: asyncio.Future[Any], loop: asyncio.AbstractEventLoop) -> int:
         """Registers a future for a call's result before the call is written."""
-        call_id = self.calls.register(fut, loop)
-        with self._lock:
-            self._pending.add(call_id)
-        return call_id
+        return self.calls.register(fut, loop)
 
     def forget_call(self, call_id: int) -> None:
         """Drops a call whose caller is gone (or that got its result)."""
-        with self._lock:
-            self._pending.discard(call_id)
         self.calls.forget(call_id)
 
     def settle(self, call_id: int, body: bytes) -> None:
@@ -133,10 +126,7 @@ class StreamLink:
     def close(self) -> None:
         """Stops writing; calls still waiting fail with `snex.ElixirError`."""
         self._closed = True
-        with self._lock:
-            pending, self._pending = self._pending, set()
-        for call_id in pending:
-            self.calls.settle(call_id, (False, _CLOSED))
+        self.calls.fail_all(_CLOSED)
 
 
 async def _read_results(reader: asyncio.StreamReader, link: StreamLink) -> None:
@@ -160,23 +150,36 @@ def _check_not_running() -> None:
 
 
 @contextlib.asynccontextmanager
+async def _serving(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+) -> AsyncIterator[asyncio.Future[None]]:
+    """This process's link through `reader`/`writer` while the block runs, and the task that
+    reads call results (it ends at EOF); afterwards the task is cancelled, calls still waiting
+    fail and the process has no link."""
+    _check_not_running()
+    link = StreamLink(writer, asyncio.get_running_loop())
+    runner.set_link(link)
+    try:
+        reading = asyncio.ensure_future(_read_results(reader, link))
+        try:
+            yield reading
+        finally:
+            reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reading
+    finally:
+        link.close()
+        runner.set_link(None)
+
+
+@contextlib.asynccontextmanager
 async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> AsyncIterator[None]:
     """Inside the block, ``snex.send``, ``cast`` and ``call`` of this process go through the
     interpreter at the other end of `reader`/`writer` (served there by
     ``io_loop_for_connection``). Raises ``RuntimeError("Snex is already running!")`` when this
     process already serves, or is an interpreter. The stream stays open after the block."""
-    _check_not_running()
-    link = StreamLink(writer, asyncio.get_running_loop())
-    runner.set_link(link)
-    reading = asyncio.ensure_future(_read_results(reader, link))
-    try:
+    async with _serving(reader, writer):
         yield
-    finally:
-        reading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await reading
-        link.close()
-        runner.set_link(None)
 
 
 async def serve_forever(
@@ -188,26 +191,12 @@ async def serve_forever(
     """Serves like `serve` until the interpreter closes the connection (EOF). `on_ready` is
     called once ``send``, ``cast`` and ``call`` work; if it returns an awaitable, that is
     awaited while serving (its exception ends serving and is raised here)."""
-    _check_not_running()
-    link = StreamLink(writer, asyncio.get_running_loop())
-    runner.set_link(link)
-    try:
-        if on_ready is None:
-            await _read_results(reader, link)
-            return
-        reading = asyncio.ensure_future(_read_results(reader, link))
-        try:
+    async with _serving(reader, writer) as reading:
+        if on_ready is not None:
             result = on_ready()
             if inspect.isawaitable(result):
                 await result
-            await reading
-        finally:
-            reading.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reading
-    finally:
-        link.close()
-        runner.set_link(None)
+        await reading
 
 
 async def listen(path: str | None = None) -> str:

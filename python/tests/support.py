@@ -24,7 +24,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from snex import eager, runner
+from snex import buffers, codec, eager, runner
 from snex.runner import EVAL, HELLO, ROOT_ENV, Connection
 
 PYTHON_DIR = Path(__file__).resolve().parents[1]
@@ -60,10 +60,39 @@ def read_exact(fd: int, n: int, timeout: float) -> bytes:
     return out
 
 
-def read_frame(fd: int, timeout: float = 10) -> tuple[int, int, Any]:
+def read_raw_frame(fd: int, timeout: float = 10) -> tuple[int, int, bytes]:
+    """A frame's kind, id and body, as read."""
     length, kind, req_id = struct.unpack(">IBQ", read_exact(fd, 13, timeout))
-    body = read_exact(fd, length - 9, timeout)
+    return kind, req_id, read_exact(fd, length - 9, timeout)
+
+
+def read_frame(fd: int, timeout: float = 10) -> tuple[int, int, Any]:
+    kind, req_id, body = read_raw_frame(fd, timeout)
     return kind, req_id, pickle.loads(body) if body else None
+
+
+def read_reply(fd: int, timeout: float = 10) -> tuple[int, int, Any, list[bytes]]:
+    """A frame from the runner: kind, id, value, and the out-of-band buffers it came with."""
+    kind, req_id, body = read_raw_frame(fd, timeout)
+    raw: list[bytes] = []
+    if kind & buffers.OUT_OF_BAND:
+        kind &= ~buffers.OUT_OF_BAND
+        (count,) = buffers.COUNT.unpack_from(body)
+        start = buffers.COUNT.size + buffers.ENTRY.size * count  # where the pickle starts
+        entries = list(buffers.ENTRY.iter_unpack(body[buffers.COUNT.size : start]))
+        assert all(k == buffers.BYTES for k, _ in entries)
+        end = len(body) - sum(n for _, n in entries)
+        pos = end
+        for _, n in entries:
+            raw.append(body[pos : pos + n])
+            pos += n
+        body = body[start:end]
+    return kind, req_id, pickle.loads(body, buffers=raw), raw
+
+
+def roundtrip(value: Any) -> Any:
+    """`value` encoded for Elixir and decoded again."""
+    return pickle.loads(codec.encode(value))
 
 
 class Peer:

@@ -5,18 +5,14 @@ from __future__ import annotations
 import collections
 import enum
 import math
-import pickle
 import random
 from typing import Any
 
 import pytest
+from support import roundtrip
 
 import snex
 from snex import codec
-
-
-def roundtrip(value: Any) -> Any:
-    return pickle.loads(codec.encode(value))
 
 
 class Color(enum.IntEnum):

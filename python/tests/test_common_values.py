@@ -7,18 +7,14 @@ import datetime as dt
 import decimal
 import fractions
 import numbers
-import pickle
 import zoneinfo
 from typing import Any
 
 import pytest
+from support import roundtrip
 
 import snex
 from snex import _wire, codec, common_values, encode_errors
-
-
-def roundtrip(value: Any) -> Any:
-    return pickle.loads(codec.encode(value))
 
 
 def struct(name: str, **fields: Any) -> dict[snex.Atom, Any]:

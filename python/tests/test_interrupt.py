@@ -266,6 +266,21 @@ def test_the_handler_leaves_the_reader_alone_while_the_loop_uses_it(
     assert unread(harness.to_r) == 0
 
 
+def test_a_handler_that_fails_says_so_on_stderr_and_raises_nothing(
+    harness: LoopHarness, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """If looking for the running request fails, the handler writes why to fd 2 and returns:
+    nothing is raised into the interrupted code."""
+
+    def broken() -> int | None:
+        raise RuntimeError("simulated")
+
+    monkeypatch.setattr(harness.conn, "running_request", broken)
+    capfd.readouterr()
+    harness.conn.cancel_signal()(signal.SIGUSR2, None)
+    assert capfd.readouterr().err == "snex: cancellation failed: RuntimeError\n"
+
+
 def test_the_handler_does_not_raise_while_a_frame_is_written(
     harness: LoopHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support import LoopHarness, Peer, eval_frame, read_exact, write_all
+from support import LoopHarness, Peer, eval_frame, read_reply, write_all
 
 from snex import buffers, codec
 from snex.frames import FrameReader, OutOfBand, ProtocolError
@@ -38,25 +38,6 @@ def oob_frame(kind: int, req_id: int, value: Any, kinds: list[int]) -> bytes:
     )
     body = table + data + b"".join(r.tobytes() for r in raws)
     return struct.pack(">IBQ", 9 + len(body), kind | buffers.OUT_OF_BAND, req_id) + body
-
-
-def read_reply(fd: int) -> tuple[int, int, Any, list[bytes]]:
-    """A frame from the runner: kind, id, value, and the out-of-band buffers it came with."""
-    length, kind, req_id = struct.unpack(">IBQ", read_exact(fd, 13, 10))
-    body = read_exact(fd, length - 9, 10)
-    raw: list[bytes] = []
-    if kind & buffers.OUT_OF_BAND:
-        kind &= ~buffers.OUT_OF_BAND
-        (count,) = buffers.COUNT.unpack_from(body)
-        entries = [buffers.ENTRY.unpack_from(body, 4 + 9 * i) for i in range(count)]
-        assert all(k == buffers.BYTES for k, _ in entries)
-        end = len(body) - sum(n for _, n in entries)
-        pos = end
-        for _, n in entries:
-            raw.append(body[pos : pos + n])
-            pos += n
-        body = body[4 + 9 * count : end]
-    return kind, req_id, pickle.loads(body, buffers=raw), raw
 
 
 def chunks(data: bytes, sizes: Iterator[int]) -> Iterator[bytes]:

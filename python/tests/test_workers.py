@@ -7,6 +7,7 @@ import os
 import pickle
 import struct
 import tempfile
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -16,6 +17,7 @@ import pytest
 import snex
 from snex import runner
 from snex.runner import CALL, CALL_RESULT, SEND
+from snex.workers import StreamLink
 
 HEADER = struct.Struct(">IBQ")
 
@@ -105,6 +107,30 @@ def test_pending_calls_fail_when_the_block_ends() -> None:
                 await asyncio.sleep(0.05)  # the workload: let the call be written
             with pytest.raises(snex.ElixirError, match="closed"):
                 await call
+
+    asyncio.run(main())
+
+
+def test_pending_calls_of_every_thread_fail_when_the_block_ends() -> None:
+    async def main() -> None:
+        async with fake_interpreter(hold=True) as (_fake, reader, writer):
+            loop = asyncio.get_running_loop()
+            async with snex.serve(reader, writer):
+                link = runner.link()
+                assert isinstance(link, StreamLink)
+                here = asyncio.ensure_future(snex.call("m", "f", []))
+                # From another thread, on its own loop (a call never failed times out there).
+                there = loop.run_in_executor(
+                    None, lambda: asyncio.run(asyncio.wait_for(snex.call("m", "f", []), 5))
+                )
+                deadline = time.monotonic() + 10
+                while len(link.calls._calls) < 2:
+                    assert time.monotonic() < deadline, "the calls were not made"
+                    await asyncio.sleep(0.01)
+            for call in (here, there):
+                with pytest.raises(snex.ElixirError, match="closed"):
+                    await asyncio.wait_for(call, 10)
+            assert not link.calls._calls
 
     asyncio.run(main())
 
