@@ -106,7 +106,7 @@ def test_pending_calls_fail_when_the_block_ends() -> None:
                 call = asyncio.ensure_future(snex.call("m", "f", []))
                 await asyncio.sleep(0.05)  # the workload: let the call be written
             with pytest.raises(snex.ElixirError, match="closed"):
-                await call
+                await asyncio.wait_for(call, 10)
 
     asyncio.run(main())
 
