@@ -91,6 +91,9 @@ def test_code_that_was_slow_is_not_quick_any_more(
         h.env["delay"] = 0.3
         h.send(eval_frame(2, code))
         assert h.recv() == (REPLY_OK, 2, 0)
+        # Recorded after its reply went out: one more round trip, then it has been.
+        h.send(eval_frame(5, "return 5"))
+        assert h.recv() == (REPLY_OK, 5, 5)
         assert not h.conn.replies.is_quick(key)
         # Slow last time: the reply before it is written before it runs.
         t0 = time.monotonic()
