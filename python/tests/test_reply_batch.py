@@ -72,29 +72,42 @@ def test_a_reply_does_not_wait_for_code_not_known_to_be_quick(harness: LoopHarne
     harness.run(script)
 
 
+#: Code that sleeps only when `delay` is set (``time.sleep(0)`` alone may take 100 µs).
+DELAYED = "import time\nif delay:\n    time.sleep(delay)\nreturn 0"
+
+
+def warm_until_quick(h: LoopHarness, src: str, result: Any) -> None:
+    """Runs `src` until the runner knows it as quick (its first runs are not)."""
+    key = compile_code(src, "<t>", 0)
+    for i in range(100, 200):
+        h.send(eval_frame(i, src))
+        assert h.recv() == (REPLY_OK, i, result)
+        if h.conn.replies.is_quick(key):
+            break
+    assert h.conn.replies.is_quick(key)
+
+
+def recorded(h: LoopHarness) -> None:
+    """One more round trip: by its reply, the runner has recorded how long the code before it
+    took (it does after that code's reply)."""
+    h.send(eval_frame(99, "return 99"))
+    assert h.recv() == (REPLY_OK, 99, 99)
+
+
 def test_code_that_was_slow_is_not_quick_any_more(
     harness: LoopHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(reply_batch, "MAX_WAIT", 60)  # the helper thread stays out of it
     harness.env["delay"] = 0.0
-    # Not time.sleep(0) while it is meant to be quick: that alone may take 100 µs.
-    code = "import time\nif delay:\n    time.sleep(delay)\nreturn 0"
-    key = compile_code(code, "<t>", 0)
+    code = DELAYED
 
     def script(h: LoopHarness) -> None:
-        for i in range(100, 200):  # quick (once warm)
-            h.send(eval_frame(i, code))
-            assert h.recv() == (REPLY_OK, i, 0)
-            if h.conn.replies.is_quick(key):
-                break
-        assert h.conn.replies.is_quick(key)
+        warm_until_quick(h, code, 0)
         h.env["delay"] = 0.3
         h.send(eval_frame(2, code))
         assert h.recv() == (REPLY_OK, 2, 0)
-        # Recorded after its reply went out: one more round trip, then it has been.
-        h.send(eval_frame(5, "return 5"))
-        assert h.recv() == (REPLY_OK, 5, 5)
-        assert not h.conn.replies.is_quick(key)
+        recorded(h)
+        assert not h.conn.replies.is_quick(compile_code(code, "<t>", 0))
         # Slow last time: the reply before it is written before it runs.
         t0 = time.monotonic()
         h.send(eval_frame(3, "return 1") + eval_frame(4, code))
@@ -109,19 +122,11 @@ def test_a_reply_held_behind_code_quick_last_time_is_written_within_a_few_ms(
     harness: LoopHarness,
 ) -> None:
     harness.env["delay"] = 0.0
-
-    # Not time.sleep(0) while it is meant to be quick: that alone may take 100 µs.
-    code = "import time\nif delay:\n    time.sleep(delay)\nreturn 0"
-    key = compile_code(code, "<t>", 0)
+    code = DELAYED
 
     def script(h: LoopHarness) -> None:
-        for i in range(100, 200):  # quick (once warm)
-            h.send(eval_frame(i, code))
-            assert h.recv() == (REPLY_OK, i, 0)
-            if h.conn.replies.is_quick(key):
-                break
         # Quick last time: the reply held before it is not written before it runs.
-        assert h.conn.replies.is_quick(key)
+        warm_until_quick(h, code, 0)
         h.env["delay"] = 1.0  # quick last time, slow now
         t0 = time.monotonic()
         h.send(eval_frame(4, "return 4") + eval_frame(5, code))
@@ -141,12 +146,7 @@ def test_encoding_a_reply_counts_and_replies_keep_their_order(
     code = compile_code("return data", "<t>", 0)
 
     def script(h: LoopHarness) -> None:
-        for i in range(100, 200):  # quick with a small result (once warm)
-            h.send(eval_frame(i, "return data"))
-            assert h.recv() == (REPLY_OK, i, 0)
-            if h.conn.replies.is_quick(code):
-                break
-        assert h.conn.replies.is_quick(code)
+        warm_until_quick(h, "return data", 0)  # with a small result
         h.env["data"] = list(range(1_000_000))  # the same code, slow to encode now
         h.send(eval_frame(2, "return 2") + eval_frame(3, "return data"))
         kind, req_id, _ = h.recv()
@@ -154,6 +154,7 @@ def test_encoding_a_reply_counts_and_replies_keep_their_order(
         kind, req_id, value = h.recv()
         assert (kind, req_id, len(value)) == (REPLY_OK, 3, 1_000_000)
         # Running it was quick, encoding its result was not.
+        recorded(h)
         assert not h.conn.replies.is_quick(code)
         # Slow last time (its encoding counted): held replies go before it runs now.
         h.env["data"] = 0
