@@ -109,6 +109,16 @@ class CallTable:
         if entry is not None:
             _resolve_on_loop(entry, outcome)
 
+    def settle_encoded(self, call_id: int, body: Body) -> None:
+        """Resolves call `call_id` with the result encoded in `body`, as Elixir sends it
+        (``(ok, value)``); a body that cannot be decoded fails the call."""
+        try:
+            ok, value = codec.decode(body)
+            outcome: tuple[bool, Any] = (bool(ok), value)
+        except BaseException as e:  # noqa: BLE001 - report to the waiting caller
+            outcome = (False, f"cannot decode the call result: {exception_text(e)}")
+        self.settle(call_id, outcome)
+
     def fail_all(self, message: str) -> None:
         """Resolves every call waiting as `settle` does with ``(False, message)``; the table
         is then empty."""
@@ -677,13 +687,8 @@ class Connection:
         self.calls.forget(call_id)
 
     def _call_result(self, call_id: int, body: Body) -> None:
-        try:
-            ok, value = codec.decode(body)
-            outcome: tuple[bool, Any] = (bool(ok), value)
-        except BaseException as e:  # noqa: BLE001 - report to the waiting caller
-            outcome = (False, f"cannot decode the call result: {exception_text(e)}")
         self.write_held()  # the code waiting for it may go on at once
-        self.calls.settle(call_id, outcome)
+        self.calls.settle_encoded(call_id, body)
 
     def live_env_count(self) -> int:
         """How many environments exist (the root included)."""

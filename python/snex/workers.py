@@ -116,12 +116,7 @@ class StreamLink:
 
     def settle(self, call_id: int, body: bytes) -> None:
         """Resolves a call with the result the interpreter relayed."""
-        try:
-            ok, value = codec.decode(body)
-            outcome: tuple[bool, Any] = (bool(ok), value)
-        except Exception as e:  # noqa: BLE001 - report to the waiting caller
-            outcome = (False, f"cannot decode the call result: {e}")
-        self.calls.settle(call_id, outcome)
+        self.calls.settle_encoded(call_id, body)
 
     def close(self) -> None:
         """Stops writing; calls still waiting fail with `snex.ElixirError`."""
