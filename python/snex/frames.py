@@ -98,6 +98,12 @@ class FrameReader:
             chunk = os.read(self.fd, self._read_size())
             if not chunk:
                 return False
+            if not self._buf and len(chunk) >= HEADER.size:
+                # The usual read: exactly one small frame, queued without the buffer.
+                length, kind, req_id = HEADER.unpack_from(chunk)
+                if length + 4 == len(chunk) and not kind & buffers.OUT_OF_BAND:
+                    self._enqueue(kind, req_id, chunk[HEADER.size :])
+                    return True
             self._buf += chunk
             self._split()
             return True

@@ -40,6 +40,16 @@ def write_all(fd: int, parts: Sequence[bytes | memoryview], by_reference: int = 
     """Writes every byte of ``parts`` into ``fd``; the last ``by_reference`` parts (buffers
     that stay alive while this runs) may be spliced. Returns once all is in the pipe, and
     every spliced byte out of it."""
+    if not by_reference and len(parts) == 1 and type(parts[0]) is bytes:
+        # The usual frame: one small buffer, which the pipe takes at once.
+        data = parts[0]
+        try:
+            written = os.write(fd, data)
+        except (BlockingIOError, InterruptedError):
+            written = 0
+        if written == len(data):
+            return
+        parts = [memoryview(data)[written:]]
     views = [memoryview(p) for p in parts]
     splicer = _get_splicer() if by_reference else None
     if splicer is None:

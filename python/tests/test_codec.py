@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import io
 import math
 import random
 from typing import Any
@@ -43,6 +44,17 @@ def test_builtin_types_round_trip() -> None:
     ]
     for v in values:
         assert roundtrip(v) == v
+
+
+@pytest.mark.parametrize(
+    "value", [None, True, 0, -7, 2**70, 1.5, float("nan"), "", "é\ud800", b"", b"raw" * 100]
+)
+def test_plain_values_are_encoded_as_the_full_pickler_does(value: Any) -> None:
+    # They skip the pickler's hooks: the bytes must be those the hooks would have let through.
+    full = io.BytesIO()
+    codec._Pickler(full, protocol=5, buffer_callback=lambda b: True).dump(value)
+    assert codec.encode(value) == full.getvalue()
+    assert codec.encode(value, out_of_band=[]) == full.getvalue()
 
 
 def test_atoms_terms_and_subclasses_travel_as_markers() -> None:

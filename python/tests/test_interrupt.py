@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from types import CodeType
+from typing import Any
 
 import pytest
 from support import LoopHarness, eval_frame, frame
@@ -213,20 +214,20 @@ def test_a_request_cancelled_while_it_is_prepared_does_not_run(
 def test_a_signal_while_reading_is_applied_after_the_read(
     harness: LoopHarness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A signal that comes while the loop splits what it read leaves the buffer alone; the
+    """A signal that comes while the loop queues what it read leaves the reader alone; the
     CANCEL frames it announces are applied right after the read, before anything runs: here,
     before the cancelled task, woken by the frame just read, would spin forever."""
     reader = harness.conn.reader
-    real_split = reader._split
+    real_enqueue = reader._enqueue
     seen_pending = []
 
-    def split_while_cancelled() -> None:
+    def enqueue_while_cancelled(kind: int, req_id: int, body: Any) -> None:
         # Elixir cancels request 2 while Python is in the middle of reading request 3.
-        monkeypatch.setattr(reader, "_split", real_split)
+        monkeypatch.setattr(reader, "_enqueue", real_enqueue)
         harness.send(frame(CANCEL, 2))
         signal.raise_signal(signal.SIGUSR2)  # the handler runs before this returns
         seen_pending.append(harness.conn.signal_pending)
-        real_split()
+        real_enqueue(kind, req_id, body)
 
     waiting = "log.append('waiting')\nawait fut\nlog.append('spinning')\nwhile True:\n    pass"
 
@@ -235,7 +236,7 @@ def test_a_signal_while_reading_is_applied_after_the_read(
         assert h.recv() == (REPLY_OK, 1, None)
         h.send(eval_frame(2, waiting, env_id=0))
         assert wait_until(lambda: h.env["log"] == ["waiting"])
-        monkeypatch.setattr(reader, "_split", split_while_cancelled)
+        monkeypatch.setattr(reader, "_enqueue", enqueue_while_cancelled)
         h.send(eval_frame(3, "if not fut.done():\n    fut.set_result(1)\nreturn 3", env_id=0))
         assert h.recv() == (REPLY_OK, 3, 3)
         h.send(eval_frame(4, "return log"))

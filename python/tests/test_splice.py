@@ -107,3 +107,16 @@ def test_a_refused_splice_falls_back_to_copying(monkeypatch: pytest.MonkeyPatch,
     os.close(w)
     reader.join()
     assert got == b"h" + data
+
+
+def test_one_part_a_non_blocking_pipe_takes_in_pieces_arrives_whole() -> None:
+    r, w = small_pipe()
+    os.set_blocking(w, False)
+    got = bytearray()
+    reader = slow_reader(r, got)
+    data = os.urandom(5 * PIPE_SIZE + 123)
+    splice.write_all(w, [data])
+    splice.write_all(w, [b"end"])
+    os.close(w)
+    reader.join()
+    assert got == data + b"end"
