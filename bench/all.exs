@@ -456,6 +456,12 @@ meta = %{
   python_executable: python_executable,
   python_version: python_version,
   schedulers: System.schedulers_online(),
+  # Emulator flags change the figures (e.g. `+IOs false`, docs/decisions.md): say which.
+  vm_flags:
+    ~w(ERL_AFLAGS ERL_FLAGS ELIXIR_ERL_OPTIONS ERL_ZFLAGS)
+    |> Enum.map(&String.trim(System.get_env(&1, "")))
+    |> Enum.reject(&(&1 == ""))
+    |> Enum.join(" "),
   placements: placements,
   rounds: Map.new(plan, fn {step, {rounds, per_round}} -> {step, [rounds, per_round]} end)
 }
@@ -465,7 +471,8 @@ if json? do
 else
   IO.puts(
     "Snex benchmarks#{if quick?, do: " (--quick)", else: ""}: OTP #{meta.otp}, Elixir #{meta.elixir}, " <>
-      "Python #{python_version} (#{python}), #{meta.schedulers} schedulers\n"
+      "Python #{python_version} (#{python}), #{meta.schedulers} schedulers" <>
+      if(meta.vm_flags == "", do: "", else: ", VM flags: #{meta.vm_flags}") <> "\n"
   )
 
   IO.write(Report.table(figures, references))
