@@ -241,7 +241,8 @@ slat =
     [
       {:port, "port ping-pong (floor)", port_pingpong},
       {:pyeval, "pyeval \"return 1\"", fn -> Bench.pyeval_latency(env, n, 200) end},
-      {:os, "Python <-> Python pipe ping-pong", fn -> Bench.native_pingpong(n, placements) end}
+      {:os, "Python <-> Python pipe ping-pong", fn -> Bench.native_pingpong(n, placements) end},
+      {:runner, "Snex's Python side alone", fn -> Bench.runner_alone(n, placements) end}
     ],
     progress.(5, :latency)
   )
@@ -443,6 +444,14 @@ references =
       Report.reference(
         "pyeval \"return 1\" / Python <-> Python ping-pong (#{where[os_at]})",
         Bench.median(slat.pyeval) / os_pingpong,
+        "×"
+      )
+    ],
+    per_placement.(slat, :runner, "Snex's Python side alone, return 1, no BEAM", 1, "µs"),
+    [
+      Report.reference(
+        "  ... / port ping-pong (best port)",
+        elem(Bench.best(slat, :runner), 1) / port_pingpong,
         "×"
       )
     ]

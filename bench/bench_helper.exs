@@ -100,6 +100,16 @@ defmodule Snex.Bench do
     Map.new(placements, &{&1, floors([:pingpong, n, &1])})
   end
 
+  @doc """
+  Sorted round trips (µs) of `return 1` through Snex's Python side alone (`python -m snex`
+  driven by a Python process, no BEAM), for each placement of the two processes (a map): a
+  reference for what `pyeval` can reach.
+  """
+  def runner_alone(n, placements \\ placements()) do
+    package = Application.app_dir(:snex, "priv/python")
+    Map.new(placements, &{&1, floors([:runner, n, &1, package])})
+  end
+
   @doc "Median and p99 of `native_pingpong/1` with the processes placed by the OS."
   def native_pipe_floor(n) do
     %{any: samples} = native_pingpong(n, [:any])

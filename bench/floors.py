@@ -11,6 +11,9 @@ Run by bench/bench_helper.exs as ``python3 bench/floors.py MODE ARGS...``:
   prints the duration of each run in µs.
 - ``pingpong RUNS PLACEMENT``: a 4-byte ping-pong through two pipes between two processes;
   prints the round trip of each run in µs.
+- ``runner RUNS PLACEMENT PACKAGE_DIR``: not a floor but a reference, Snex's Python side alone:
+  ``python -m snex`` (the package in PACKAGE_DIR) on fds 3/4 and this process sending it
+  ``return 1`` EVAL frames as Elixir does (docs/protocol.md); prints each round trip in µs.
 - ``cpus``: prints how many CPUs the two processes can be pinned to (0 without
   ``os.sched_setaffinity``).
 - ``echo``: a minimal echo loop of 4-byte length-prefixed packets on stdin/stdout, for a BEAM
@@ -24,8 +27,10 @@ number per line.
 """
 
 import fcntl
+import itertools
 import os
 import pickle
+import struct
 import sys
 import time
 from collections.abc import Callable
@@ -160,11 +165,50 @@ def pingpong(runs: int, placement: str) -> list[float]:
     return samples
 
 
-def read_exact(n: int) -> bytes:
-    """Reads exactly ``n`` bytes from stdin; exits when it is closed."""
+def runner(runs: int, placement: str, package_dir: str) -> list[float]:
+    """Round trips of ``return 1`` through Snex's runner, with no BEAM."""
+
+    def serve(requests: int, replies: int) -> None:
+        # Above 4 first, so that neither end is clobbered, then onto 3 and 4 for the runner.
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in (requests, replies)]
+        for target, fd in zip((3, 4), high):
+            os.dup2(fd, target)
+            os.close(fd)
+        env = {**os.environ, "PYTHONPATH": package_dir}
+        os.execve(sys.executable, [sys.executable, "-m", "snex"], env)
+
+    pid, to_runner, from_runner = fork_child(placement, serve)
+    header = struct.Struct(">IBQ")  # length (of kind, id and body), kind, id
+    eval_kind = 1
+    # An EVAL body: (env id, code, file, line, variables, capture output); 0 is the root env.
+    body = pickle.dumps((0, "return 1", "<bench>", 0, {}, False), 5)
+    ids = itertools.count(1)
+
+    def read_frame() -> None:
+        # Usually one read: a reply is a few bytes.
+        data = os.read(from_runner, 65536)
+        if len(data) < header.size:
+            data += read_exact(header.size - len(data), from_runner)
+        length, _, _ = header.unpack_from(data)
+        if len(data) < 4 + length:
+            read_exact(4 + length - len(data), from_runner)
+
+    def once() -> None:
+        os.write(to_runner, header.pack(9 + len(body), eval_kind, next(ids)) + body)
+        read_frame()
+
+    read_frame()  # HELLO
+    samples = timed(runs, 500, once)
+    os.close(to_runner)
+    os.waitpid(pid, 0)
+    return samples
+
+
+def read_exact(n: int, fd: int = 0) -> bytes:
+    """Reads exactly ``n`` bytes from ``fd`` (stdin); exits when it is closed."""
     data = b""
     while len(data) < n:
-        chunk = os.read(0, n - len(data))
+        chunk = os.read(fd, n - len(data))
         if not chunk:
             sys.exit(0)
         data += chunk
@@ -197,6 +241,8 @@ def main(argv: list[str]) -> None:
         samples = pickle_alone(int(args[0]), int(args[1]))
     elif mode == "pingpong":
         samples = pingpong(int(args[0]), args[1])
+    elif mode == "runner":
+        samples = runner(int(args[0]), args[1], args[2])
     else:
         sys.exit(f"unknown mode: {mode}")
     sys.stdout.write("".join(f"{s:.3f}\n" for s in samples))
