@@ -53,12 +53,21 @@ def compile_code(src: str, file: str, line: int) -> CodeType:
         if e.lineno is not None and line > 1:
             e.lineno += line - 1
         raise
-    tree = _TopLevelReturns().visit(tree)
+    body = tree.body
+    if len(body) == 1 and isinstance(body[0], ast.Return):
+        # Just ``return X`` (the usual call): an expression, whose value comes back without
+        # raising `SnexReturn` (0.08 µs against 0.8 µs here).
+        value = body[0].value or ast.copy_location(ast.Constant(None), body[0])
+        root: ast.Module | ast.Expression = ast.Expression(value)
+        mode = "eval"
+    else:
+        root = _TopLevelReturns().visit(tree)  # a Module still
+        mode = "exec"
     if line > 1:
-        ast.increment_lineno(tree, line - 1)
-    ast.fix_missing_locations(tree)
+        ast.increment_lineno(root, line - 1)
+    ast.fix_missing_locations(root)
     code: CodeType = compile(
-        tree, file, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
+        root, file, mode, flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT, dont_inherit=True
     )
     return code
 
@@ -73,18 +82,18 @@ def run_code(code: CodeType, env: dict[str, Any]) -> Any:
     """Runs module-level code without ``await``; its value is what a top-level ``return``
     gives, else None."""
     try:
-        exec(code, env)  # noqa: S102 - running the caller's code is the point
+        # Module code gives None; an expression (`compile_code`) its value.
+        return eval(code, env)  # noqa: S307 - running the caller's code is the point
     except SnexReturn as r:
         return r.value
-    return None
 
 
 async def code_value(code: CodeType, env: dict[str, Any]) -> Any:
     """Runs module-level code that may ``await``; its value as in `run_code`."""
     try:
         result = eval(code, env)  # noqa: S307 - running the caller's code is the point
-        if inspect.iscoroutine(result):
-            await result
+        if code.co_flags & inspect.CO_COROUTINE:  # the code's own coroutine, not its value
+            result = await result
     except SnexReturn as r:
         return r.value
-    return None
+    return result
