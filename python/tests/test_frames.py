@@ -74,3 +74,11 @@ def test_a_lone_frame_with_buffers_gets_them() -> None:
 def test_a_lone_short_frame_is_a_protocol_error() -> None:
     with pytest.raises(ProtocolError):
         reader_with(struct.pack(">IBQ", 5, EVAL, 1))
+
+
+def test_a_read_that_finishes_a_frame_is_not_taken_for_a_frame_of_its_own() -> None:
+    # The rest of frame 1 happens to look like a whole frame (2): it is frame 1's body.
+    inner = eval_frame(2, "return 2")
+    outer_head = struct.pack(">IBQ", 9 + len(inner), EVAL, 1)
+    reader = reader_with(outer_head, inner)
+    assert list(reader.queue) == [(EVAL, 1, inner)]
