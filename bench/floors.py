@@ -30,7 +30,6 @@ import fcntl
 import itertools
 import os
 import pickle
-import struct
 import sys
 import time
 from collections.abc import Callable
@@ -177,9 +176,11 @@ def runner(runs: int, placement: str, package_dir: str) -> list[float]:
         env = {**os.environ, "PYTHONPATH": package_dir}
         os.execve(sys.executable, [sys.executable, "-m", "snex"], env)
 
+    sys.path.insert(0, package_dir)
+    from snex.frames import HEADER as header
+    from snex.runner import EVAL as eval_kind
+
     pid, to_runner, from_runner = fork_child(placement, serve)
-    header = struct.Struct(">IBQ")  # length (of kind, id and body), kind, id
-    eval_kind = 1
     # An EVAL body: (env id, code, file, line, variables, capture output); 0 is the root env.
     body = pickle.dumps((0, "return 1", "<bench>", 0, {}, False), 5)
     ids = itertools.count(1)
