@@ -242,7 +242,8 @@ slat =
       {:port, "port ping-pong (floor)", port_pingpong},
       {:pyeval, "pyeval \"return 1\"", fn -> Bench.pyeval_latency(env, n, 200) end},
       {:os, "Python <-> Python pipe ping-pong", fn -> Bench.native_pingpong(n, placements) end},
-      {:runner, "Snex's Python side alone", fn -> Bench.runner_alone(n, placements) end}
+      {:runner, "Snex's Python side alone", fn -> Bench.runner_alone(n, placements) end},
+      {:null, "Snex's BEAM side alone", fn -> Bench.null_runner_latency(n, 200) end}
     ],
     progress.(5, :latency)
   )
@@ -452,6 +453,16 @@ references =
       Report.reference(
         "  ... / port ping-pong (best port)",
         elem(Bench.best(slat, :runner), 1) / port_pingpong,
+        "×"
+      ),
+      Report.reference(
+        "Snex's BEAM side alone, pyeval to a Python that does nothing",
+        Bench.median(slat.null),
+        "µs"
+      ),
+      Report.reference(
+        "  ... / port ping-pong (best port)",
+        Bench.median(slat.null) / port_pingpong,
         "×"
       )
     ]

@@ -110,6 +110,19 @@ defmodule Snex.Bench do
     Map.new(placements, &{&1, floors([:runner, n, &1, package])})
   end
 
+  @doc """
+  Sorted latencies (µs) of `pyeval "return 1"` to an interpreter whose Python is the
+  `null-runner` of floors.py (a stand-in that answers at once): Snex's BEAM side alone.
+  """
+  def null_runner_latency(n, warmup \\ 500) do
+    stand_in = fn python, _args -> {python, [@floors, "null-runner"]} end
+    {:ok, interpreter} = Snex.Interpreter.start_link(wrap_exec: stand_in)
+    {:ok, env} = Snex.make_env(interpreter)
+    samples = pyeval_latency(env, n, warmup)
+    GenServer.stop(interpreter)
+    samples
+  end
+
   @doc "Median and p99 of `native_pingpong/1` with the processes placed by the OS."
   def native_pipe_floor(n) do
     %{any: samples} = native_pingpong(n, [:any])

@@ -14,6 +14,11 @@ Run by bench/bench_helper.exs as ``python3 bench/floors.py MODE ARGS...``:
 - ``runner RUNS PLACEMENT PACKAGE_DIR``: not a floor but a reference, Snex's Python side alone:
   ``python -m snex`` (the package in PACKAGE_DIR) on fds 3/4 and this process sending it
   ``return 1`` EVAL frames as Elixir does (docs/protocol.md); prints each round trip in µs.
+- ``null-runner``: not a floor but a reference, a stand-in for Snex's runner that does no work,
+  run by an interpreter in place of ``python -m snex`` (its ``:wrap_exec``): on fds 3/4 it
+  says HELLO, answers every EVAL with ``1`` and every MAKE_ENV or CALL_FN with ``None``, and
+  ignores the rest. ``pyeval`` against it is what Snex's BEAM side costs with a Python that
+  does nothing.
 - ``cpus``: prints how many CPUs the two processes can be pinned to (0 without
   ``os.sched_setaffinity``).
 - ``echo``: a minimal echo loop of 4-byte length-prefixed packets on stdin/stdout, for a BEAM
@@ -224,11 +229,39 @@ def echo() -> None:
         os.write(1, head + body)
 
 
+def null_runner() -> None:
+    """Speaks Snex's frame protocol on fds 3/4 and does nothing else (docs/protocol.md)."""
+    from snex.frames import HEADER as header
+    from snex.runner import CALL_FN, EVAL, HELLO, MAKE_ENV, REPLY_OK
+
+    answers = {EVAL: pickle.dumps(1, 5), MAKE_ENV: pickle.dumps(None, 5)}
+    answers[CALL_FN] = answers[MAKE_ENV]
+    os.write(4, header.pack(9, HELLO, os.getpid()))
+    pending = b""
+    while chunk := os.read(3, 65536):
+        pending += chunk
+        replies = []
+        # Every whole frame read so far; a partial one waits for the next read.
+        while len(pending) >= header.size:
+            length, kind, req_id = header.unpack_from(pending)
+            if len(pending) < 4 + length:
+                break
+            pending = pending[4 + length :]
+            if kind in answers:
+                body = answers[kind]
+                replies.append(header.pack(9 + len(body), REPLY_OK, req_id) + body)
+        if replies:
+            os.write(4, b"".join(replies))
+
+
 def main(argv: list[str]) -> None:
     """Runs the mode named by ``argv[0]`` and prints its samples, one per line."""
     mode, args = argv[0], argv[1:]
     if mode == "echo":
         echo()
+        return
+    if mode == "null-runner":
+        null_runner()
         return
     if mode == "cpus":
         print(pinnable_cpus())
