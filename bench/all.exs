@@ -451,7 +451,7 @@ references =
     per_placement.(slat, :runner, "Snex's Python side alone, return 1, no BEAM", 1, "µs"),
     [
       Report.reference(
-        "  ... / port ping-pong (best port)",
+        "  ... the Python side / port ping-pong (best port)",
         elem(Bench.best(slat, :runner), 1) / port_pingpong,
         "×"
       ),
@@ -461,7 +461,7 @@ references =
         "µs"
       ),
       Report.reference(
-        "  ... / port ping-pong (best port)",
+        "  ... the BEAM side / port ping-pong (best port)",
         Bench.median(slat.null) / port_pingpong,
         "×"
       )
