@@ -8,6 +8,7 @@ Python: `BYTEARRAY`, `BYTES` or `STR` (UTF-8). Python sends only `BYTES`.
 
 from __future__ import annotations
 
+import functools
 import struct
 import sys
 from collections.abc import Callable
@@ -79,18 +80,10 @@ class _CopiedBytes(bytearray):
 #: Makes a `bytes` object and a writable view of its storage.
 BytesMaker = Callable[[int], tuple[bytes, memoryview]]
 
-#: The maker of this process: None before it is looked for, False when there is none.
-_maker: BytesMaker | bool | None = None
 
-
+@functools.cache
 def _bytes_maker() -> BytesMaker | None:
-    global _maker
-    if _maker is None:
-        _maker = _make_maker() or False
-    return _maker if callable(_maker) else None
-
-
-def _make_maker() -> BytesMaker | None:
+    """This process's maker, looked for once; None where there is none."""
     if sys.implementation.name != "cpython":
         return None
     try:

@@ -13,6 +13,7 @@ everything is copied with ``writev``.
 from __future__ import annotations
 
 import fcntl
+import functools
 import os
 import select
 import sys
@@ -28,9 +29,6 @@ _SPLICE_F_NONBLOCK = 0x02
 
 #: Splices views into a pipe: ``(fd, views) -> bytes taken``; raises `OSError`.
 Splicer = Callable[[int, Sequence[memoryview]], int]
-
-#: The splicer of this process: None before it is looked for, False when there is none.
-_splicer: Splicer | bool | None = None
 
 #: Bytes spliced so far (for tests and benchmarks).
 spliced_bytes = 0
@@ -141,14 +139,9 @@ def _capacity(fd: int) -> int:
         return 0
 
 
+@functools.cache
 def _get_splicer() -> Splicer | None:
-    global _splicer
-    if _splicer is None:
-        _splicer = _make_splicer() or False
-    return _splicer if callable(_splicer) else None
-
-
-def _make_splicer() -> Splicer | None:
+    """This process's splicer, looked for once; None where there is none."""
     if not sys.platform.startswith("linux") or sys.implementation.name != "cpython":
         return None
     try:

@@ -127,7 +127,7 @@ def test_a_new_bytes_object_is_filled_in_place() -> None:
 
 
 def test_without_ctypes_bytes_are_copied(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(buffers, "_maker", False)
+    monkeypatch.setattr(buffers, "_bytes_maker", lambda: None)
     target = buffers.Target(buffers.BYTES, 1000)
     target.view[:] = BIG[:1000]
     value = target.value()
